@@ -1,0 +1,7 @@
+"""``python -m hats`` runs the ``hats`` command."""
+
+import sys
+
+from hats.cli import main
+
+sys.exit(main())

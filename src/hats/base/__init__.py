@@ -1,0 +1,1 @@
+"""hats.base (see docs/ARCHITECTURE.md)."""

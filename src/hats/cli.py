@@ -1,0 +1,53 @@
+"""The ``hats`` command: a thin shell over the sub-packages' own CLIs.
+
+User errors (:class:`hats.errors.HatsError`) become one line on stderr and a
+non-zero exit; usage errors exit 2 with click's message. Tracebacks are kept
+only for bugs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from hats import __version__
+from hats.base.cli import base_group
+from hats.errors import HatsError
+from hats.image.cli import image_group
+from hats.keys.cli import keys_group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hats")
+def cli() -> None:
+    """Build, inspect and verify HATs system images."""
+
+
+cli.add_command(image_group)
+cli.add_command(keys_group)
+cli.add_command(base_group)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    try:
+        result = cli.main(args=argv, prog_name="hats", standalone_mode=False)
+    except HatsError as exc:
+        click.echo(f"hats: error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("hats: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except BrokenPipeError:
+        return 141
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""hats.image: compose, compress, inspect, verify and lint HATs system images."""

@@ -1,0 +1,1 @@
+"""hats.keys (see docs/ARCHITECTURE.md)."""
