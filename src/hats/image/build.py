@@ -1,0 +1,302 @@
+"""``hats image build``: from options to a verified ``.tar.xz`` on disk.
+
+Steps: resolve the inputs (default base, default agents, rendered or given
+units, the key file), compose the layers into one streamed GNU tar,
+compress it the reference way, lint the effective tree, and only then
+rename the outputs into place. A failure anywhere leaves no output file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from hats.errors import HatsError
+from hats.fsio import atomic_output, write_bytes_atomic
+from hats.image import units
+from hats.image.compose import compose
+from hats.image.compress import XzSink, detect_format
+from hats.image.layers import (
+    ArchiveLayer,
+    Content,
+    FilesLayer,
+    Layer,
+    hats_layers,
+    user_layer,
+)
+from hats.image.lint import ERROR_CODES, Finding, lint
+from hats.image.sums import update_sums
+from hats.image.tarstream import TarWriter
+from hats.image.tree import EffectiveTree
+from hats.keys.keyfile import parse_key_file
+
+AGENTS_LAYER = "hats-agents"
+
+
+class BuildError(HatsError):
+    """The image cannot be built from these inputs."""
+
+
+class LintFailed(HatsError):
+    """The composed image has lint errors that were not allowed."""
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """An extra user layer: ``source`` (file, directory or tar) to ``dest``."""
+
+    source: Path
+    dest: str = "/"
+    mode: int | None = None
+
+
+@dataclass
+class BuildOptions:
+    output: Path
+    tvs_keys: Path
+    secret_share_type: str
+    base: Path | None = None
+    tvs_heartbeat_frequency: int | None = None
+    orchestrator_flags: tuple[str, ...] = ()
+    orchestrator: Path | None = None
+    agent: Path | None = None
+    syslogd: Path | None = None
+    orchestrator_unit: Path | None = None
+    syslogd_unit: Path | None = None
+    layers: tuple[LayerSpec, ...] = ()
+    tar_output: Path | None = None
+    manifest: Path | None = None
+    sums: Path | None = None
+    lint_allow: tuple[str, ...] = ()
+    cache_dir: Path | None = None
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    sha256: str
+    size: int
+    tar_sha256: str
+    tar_size: int
+    tree: EffectiveTree
+    findings: list[Finding]
+    layers: list[str]
+    base: str
+    tar_path: Path | None = None
+    manifest_path: Path | None = None
+    sums_path: Path | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "size": self.size,
+            "tar_sha256": self.tar_sha256,
+            "tar_size": self.tar_size,
+            "entries": self.tree.member_count,
+            "paths": len(self.tree.entries),
+            "base": self.base,
+            "layers": self.layers,
+            "warnings": sum(1 for f in self.findings if f.severity == "warning"),
+            "tar": str(self.tar_path) if self.tar_path else None,
+            "manifest": str(self.manifest_path) if self.manifest_path else None,
+            "sums": str(self.sums_path) if self.sums_path else None,
+        }
+
+
+def _check_inputs(options: BuildOptions) -> None:
+    given = [options.orchestrator, options.agent, options.syslogd]
+    if any(given) and not all(given):
+        raise BuildError("give all three binaries (--orchestrator, --agent, --syslogd) or none")
+    unknown = sorted(set(options.lint_allow) - set(ERROR_CODES))
+    if unknown:
+        raise BuildError(
+            f"unknown lint code {unknown[0]!r} to allow; codes: {', '.join(ERROR_CODES)}"
+        )
+    if options.output.suffix == "" or not options.output.name.endswith(".xz"):
+        raise BuildError(f"{options.output}: the output must be an .xz file (e.g. image.tar.xz)")
+    if options.output.exists() and options.output.is_dir():
+        raise BuildError(f"{options.output}: is a directory")
+
+
+def _keys_content(options: BuildOptions) -> Content:
+    try:
+        data = options.tvs_keys.read_bytes()
+    except FileNotFoundError:
+        raise BuildError(f"{options.tvs_keys}: no such key file") from None
+    except OSError as exc:
+        raise BuildError(f"{options.tvs_keys}: cannot read: {exc.strerror}") from None
+    parse_key_file(data, str(options.tvs_keys))
+    return Content(data=data)
+
+
+def _unit(path: Path | None, render: Callable[[], bytes]) -> Content:
+    if path is None:
+        return Content(data=render())
+    try:
+        return Content(data=path.read_bytes())
+    except OSError as exc:
+        raise BuildError(f"{path}: cannot read unit file: {exc.strerror}") from None
+
+
+def _default_base(
+    options: BuildOptions, with_python: bool, progress: Callable[[str], None]
+) -> Path:
+    from hats.base.build import ensure_default_base
+
+    return ensure_default_base(
+        with_python=with_python, cache_dir=options.cache_dir, progress=progress
+    )
+
+
+@contextlib.contextmanager
+def plan_layers(
+    options: BuildOptions, progress: Callable[[str], None]
+) -> Iterator[tuple[list[Layer], str]]:
+    """The image's layers in order, and a description of the base."""
+    _check_inputs(options)
+    keys = _keys_content(options)
+    orchestrator_unit = _unit(
+        options.orchestrator_unit,
+        lambda: units.render_orchestrator_unit(
+            options.secret_share_type, options.tvs_heartbeat_frequency, options.orchestrator_flags
+        ),
+    )
+    syslogd_unit = _unit(options.syslogd_unit, units.render_syslogd_unit)
+    use_agents = options.orchestrator is None
+    with contextlib.ExitStack() as stack:
+        extra: list[Layer] = []
+        if use_agents:
+            from hats.packaging.agents_layer import build_agents_tree
+
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hats-agents-")))
+            progress("preparing the hats agents layer")
+            tree = build_agents_tree(root, cache_dir=options.cache_dir, progress=progress)
+            binaries = {
+                "orchestrator": Content(path=root / "usr/bin/orchestrator_main"),
+                "agent": Content(path=root / "usr/bin/oak_containers_agent"),
+                "syslogd": Content(path=root / "usr/bin/oak_containers_syslogd"),
+            }
+            extra.append(user_layer(AGENTS_LAYER, tree.site_dir, "/usr/lib/hats/python", None))
+        else:
+            assert options.orchestrator and options.agent and options.syslogd
+            binaries = {
+                "orchestrator": Content.of_file(options.orchestrator),
+                "agent": Content.of_file(options.agent),
+                "syslogd": Content.of_file(options.syslogd),
+            }
+        if options.base is None:
+            base_path = _default_base(options, use_agents, progress)
+            base_label = f"default ({base_path.name})"
+        else:
+            base_path = options.base
+            detect_format(base_path)
+            base_label = str(base_path)
+        layers: list[Layer] = [ArchiveLayer("base", base_path)]
+        layers.extend(
+            hats_layers(
+                orchestrator=binaries["orchestrator"],
+                agent=binaries["agent"],
+                syslogd=binaries["syslogd"],
+                orchestrator_unit=orchestrator_unit,
+                syslogd_unit=syslogd_unit,
+                tvs_keys=keys,
+            )
+        )
+        layers.extend(extra)
+        for index, spec in enumerate(options.layers, 1):
+            layers.append(user_layer(f"user-{index}", spec.source, spec.dest, spec.mode))
+        yield layers, base_label
+
+
+def _nullcontext() -> contextlib.AbstractContextManager[BinaryIO | None]:
+    return contextlib.nullcontext(None)
+
+
+def build_image(
+    options: BuildOptions,
+    progress: Callable[[str], None] = lambda _msg: None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> BuildResult:
+    """Build the image described by ``options``; see the module docstring."""
+    with plan_layers(options, progress) as (layers, base_label):
+        tar_ctx = atomic_output(options.tar_output) if options.tar_output else _nullcontext()
+        with atomic_output(options.output) as xz_file, tar_ctx as tar_file:
+            sink = XzSink(xz_file, tar_file, on_bytes)
+            try:
+                tree = compose(
+                    layers, TarWriter(sink.write), on_layer=lambda name: progress(f"layer {name}")
+                )
+            except BaseException:
+                sink.abort()
+                raise
+            sink.close()
+            findings = lint(tree)
+            fatal = [
+                f for f in findings if f.severity == "error" and f.code not in options.lint_allow
+            ]
+            if fatal:
+                more = f" (and {len(fatal) - 1} more)" if len(fatal) > 1 else ""
+                raise LintFailed(f"{options.output}: {fatal[0]}{more}; nothing written")
+    result = BuildResult(
+        path=options.output,
+        sha256=sink.xz_sha256.hexdigest(),
+        size=sink.xz_size,
+        tar_sha256=sink.tar_sha256.hexdigest(),
+        tar_size=sink.tar_size,
+        tree=tree,
+        findings=findings,
+        layers=[layer.name for layer in layers],
+        base=base_label,
+        tar_path=options.tar_output,
+    )
+    if options.manifest is not None:
+        write_bytes_atomic(options.manifest, manifest_json(result).encode())
+        result.manifest_path = options.manifest
+    if options.sums is not None:
+        update_sums(options.sums, sums_name(options.output), result.sha256)
+        result.sums_path = options.sums
+    return result
+
+
+def sums_name(output: Path) -> str:
+    """The name an image has in ``SHA256SUMS``: its file name without ``.tar.xz``."""
+    name = output.name
+    for suffix in (".tar.xz", ".xz"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def manifest_json(result: BuildResult) -> str:
+    """Every effective path with its type, mode, owner, size, digest and layers."""
+    document = {
+        "image": {
+            "path": result.path.name,
+            "sha256": result.sha256,
+            "size": result.size,
+            "tar_sha256": result.tar_sha256,
+            "tar_size": result.tar_size,
+        },
+        "layers": result.layers,
+        "base": result.base,
+        "entries": [entry.to_json() for entry in result.tree.sorted_entries()],
+    }
+    return json.dumps(document, indent=1, sort_keys=False) + "\n"
+
+
+__all__ = [
+    "BuildError",
+    "BuildOptions",
+    "BuildResult",
+    "FilesLayer",
+    "LayerSpec",
+    "LintFailed",
+    "build_image",
+]

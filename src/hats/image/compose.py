@@ -1,0 +1,108 @@
+"""Compose layers into one archive stream and its effective tree.
+
+The thin loop between the pure rules (:mod:`~hats.image.merge`,
+:mod:`~hats.image.tree`) and the streams: every member of every layer goes
+through :class:`~hats.image.merge.DepsMerge`, is written by a
+:class:`~hats.image.tarstream.TarWriter` and applied to an
+:class:`~hats.image.tree.EffectiveTree`, while file data is streamed once
+and hashed on the way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+
+from hats.image.layers import Layer, members_of
+from hats.image.merge import DepsMerge
+from hats.image.tarformat import Member
+from hats.image.tarstream import TarReader, TarWriter
+from hats.image.tree import EffectiveTree, normalize
+
+HEAD_SIZE = 128
+KEEP_LIMIT = 64 * 1024
+_KEEP_DIRS = ("etc/systemd/system/", "usr/lib/systemd/system/", "lib/systemd/system/")
+
+
+def keeps_data(path: str | None, size: int) -> bool:
+    """Whether the tree keeps a file's whole data (units and the key file)."""
+    if path is None or size > KEEP_LIMIT:
+        return False
+    return path == "hats/tvs_public_keys.txt" or (
+        path.startswith(_KEEP_DIRS) and path.endswith(".service")
+    )
+
+
+class _Tap:
+    """Pass chunks through while hashing them and keeping the first bytes."""
+
+    def __init__(self, keep_all: bool) -> None:
+        self.sha = hashlib.sha256()
+        self.head = b""
+        self._keep_all = keep_all
+        self._kept: list[bytes] = []
+
+    def run(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.sha.update(chunk)
+            if len(self.head) < HEAD_SIZE:
+                self.head = (self.head + chunk)[:HEAD_SIZE]
+            if self._keep_all:
+                self._kept.append(chunk)
+            yield chunk
+
+    @property
+    def data(self) -> bytes | None:
+        return b"".join(self._kept) if self._keep_all else None
+
+
+def apply_member(
+    tree: EffectiveTree,
+    member: Member,
+    layer: str,
+    chunks: Iterable[bytes] | None,
+    writer: TarWriter | None,
+) -> None:
+    """Write one member (when ``writer``) and apply it to ``tree``."""
+    if not member.is_regular:
+        if writer is not None:
+            writer.add(member)
+        tree.add(member, layer)
+        return
+    tap = _Tap(keeps_data(normalize(member.name), member.size))
+    stream = tap.run(chunks if chunks is not None else ())
+    if writer is not None:
+        writer.add(member, stream)
+    else:
+        for _ in stream:
+            pass
+    tree.add(member, layer, tap.sha.hexdigest(), tap.head, tap.data)
+
+
+def compose(
+    layers: Iterable[Layer],
+    writer: TarWriter,
+    on_layer: Callable[[str], None] | None = None,
+) -> EffectiveTree:
+    """Write the merged archive of ``layers`` and return its effective tree."""
+    merge = DepsMerge()
+    tree = EffectiveTree()
+    for layer in layers:
+        if on_layer is not None:
+            on_layer(layer.name)
+        for member, chunks in members_of(layer):
+            *parents, final = merge.add(member)
+            for parent in parents:
+                apply_member(tree, parent, layer.name, None, writer)
+            apply_member(tree, final, layer.name, chunks, writer)
+    writer.close()
+    return tree
+
+
+def read_tree(reader: TarReader, label: Callable[[int], str] | None = None) -> EffectiveTree:
+    """The effective tree of an existing archive (members labelled by index)."""
+    tree = EffectiveTree()
+    for index, member in enumerate(reader):
+        name = label(index) if label else f"#{index}"
+        apply_member(tree, member, name, reader.chunks(), None)
+    return tree

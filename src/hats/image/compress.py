@@ -1,0 +1,309 @@
+"""Input detection, threaded decompression and the reference xz compression.
+
+Rules:
+- an input's format is detected from its first bytes, never from its name:
+  xz (``FD 37 7A 58 5A 00``), gzip (``1F 8B``), zstd (``28 B5 2F FD``),
+  bzip2 (``BZh``), otherwise a tar (a valid header checksum is required);
+  directories are recognised as such;
+- the reference compression is ``xz -T1``, preset 6, CRC64, one stream, one
+  block: byte-identical to liblzma's single-threaded encoder, which Python's
+  ``lzma`` uses. The promise holds for the same liblzma version (checked
+  here with 5.4.1); a different liblzma may compress differently;
+- decompression and compression each run in a thread of their own, fed
+  through bounded queues, so reading the base, composing the tar and
+  compressing overlap (liblzma, zlib, zstd and hashlib release the GIL) and
+  memory stays bounded whatever the image size.
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import lzma
+import queue
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from hats.errors import HatsError
+from hats.image import tarformat as tf
+
+XZ_MAGIC = b"\xfd7zXZ\x00"
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+BZIP2_MAGIC = b"BZh"
+
+XZ_PRESET = 6
+QUEUE_DEPTH = 8
+CHUNK = 1 << 20
+
+
+class InputError(HatsError):
+    """An input file is missing, unreadable or in an unknown format."""
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The format the first bytes of a file show, or None when unknown."""
+    if head.startswith(XZ_MAGIC):
+        return "xz"
+    if head.startswith(GZIP_MAGIC):
+        return "gz"
+    if head.startswith(ZSTD_MAGIC):
+        return "zst"
+    if head.startswith(BZIP2_MAGIC):
+        return "bz2"
+    if len(head) >= tf.BLOCK:
+        try:
+            tf.decode_header(head[: tf.BLOCK])
+        except HatsError:
+            return None
+        return "tar"
+    return None
+
+
+def detect_format(path: Path) -> str:
+    """Return ``dir``, ``tar``, ``xz``, ``gz``, ``zst`` or ``bz2`` for ``path``."""
+    if path.is_dir():
+        return "dir"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(tf.BLOCK)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    fmt = sniff_format(head)
+    if fmt is not None:
+        return fmt
+    if not head:
+        raise InputError(f"{path}: file is empty")
+    raise InputError(f"{path}: not a tar archive (nor xz, gzip, zstd or bzip2 compressed)")
+
+
+class _Stream(Protocol):
+    @property
+    def eof(self) -> bool: ...
+    @property
+    def unused_data(self) -> bytes: ...
+
+    def decompress(self, data: bytes, /) -> bytes: ...
+
+
+def _new_stream(fmt: str) -> _Stream:
+    if fmt == "xz":
+        return lzma.LZMADecompressor()
+    if fmt == "gz":
+        return zlib.decompressobj(wbits=47)
+    if fmt == "bz2":
+        return bz2.BZ2Decompressor()
+    import zstandard
+
+    stream: _Stream = zstandard.ZstdDecompressor().decompressobj()
+    return stream
+
+
+class _Decompressor:
+    """Decompress one format; concatenated streams are read one after another."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self._stream = _new_stream(fmt)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while data:
+            if self._stream.eof:
+                # xz allows NUL stream padding after a stream.
+                if self.fmt == "xz" and not data.strip(b"\x00"):
+                    return
+                self._stream = _new_stream(self.fmt)
+            yield self._stream.decompress(data)
+            data = self._stream.unused_data if self._stream.eof else b""
+
+    def finished(self) -> bool:
+        return bool(self._stream.eof)
+
+
+_END = object()
+
+
+class _QueueReader:
+    """A ``read(n)`` view over chunks produced by a worker thread."""
+
+    def __init__(self, chunks: queue.Queue[object], source: str) -> None:
+        self._chunks = chunks
+        self._buf = b""
+        self._pos = 0
+        self._done = False
+        self.source = source
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size < 0 or len(self._buf) - self._pos < size):
+            item = self._chunks.get()
+            if item is _END:
+                self._done = True
+                break
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            assert isinstance(item, bytes)
+            self._buf = self._buf[self._pos :] + item
+            self._pos = 0
+        if size < 0:
+            size = len(self._buf) - self._pos
+        data = self._buf[self._pos : self._pos + size]
+        self._pos += len(data)
+        return data
+
+
+@contextmanager
+def open_decompressed(path: Path) -> Iterator[_QueueReader | BinaryIO]:
+    """Yield a reader of ``path``'s tar bytes, decompressing in a thread."""
+    fmt = detect_format(path)
+    if fmt == "dir":
+        raise InputError(f"{path}: is a directory, not an archive")
+    if fmt == "tar":
+        with path.open("rb", buffering=CHUNK) as handle:
+            yield handle
+        return
+    chunks: queue.Queue[object] = queue.Queue(QUEUE_DEPTH)
+    stop = threading.Event()
+
+    def work() -> None:
+        decoder = _Decompressor(fmt)
+        try:
+            with path.open("rb") as handle:
+                while not stop.is_set():
+                    data = handle.read(CHUNK)
+                    if not data:
+                        break
+                    for out in decoder.feed(data):
+                        if out:
+                            chunks.put(out)
+            if not decoder.finished():
+                raise InputError(f"{path}: {fmt} data is truncated")
+            chunks.put(_END)
+        except HatsError as exc:
+            chunks.put(exc)
+        except (lzma.LZMAError, zlib.error, OSError, EOFError, ValueError) as exc:
+            chunks.put(InputError(f"{path}: corrupt {fmt} data: {exc}"))
+        except Exception as exc:  # zstandard.ZstdError has no importable base here
+            chunks.put(InputError(f"{path}: corrupt {fmt} data: {exc}"))
+
+    worker = threading.Thread(target=work, name=f"decompress-{path.name}", daemon=True)
+    worker.start()
+    try:
+        yield _QueueReader(chunks, str(path))
+    finally:
+        stop.set()
+        # Drain so the worker is never blocked on a full queue.
+        while worker.is_alive():
+            with suppress(queue.Empty):
+                chunks.get(timeout=0.05)
+        worker.join()
+
+
+class XzSink:
+    """Compress written bytes in a worker thread: the reference ``xz -T1 -6``.
+
+    ``write`` batches small writes (tar headers are 512 bytes) into 1 MiB
+    chunks. ``close`` flushes and returns; both digests are then available.
+    Optional ``tar_out`` receives the uncompressed bytes as well.
+    """
+
+    def __init__(
+        self,
+        out: BinaryIO | None,
+        tar_out: BinaryIO | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self._out = out
+        self._tar_out = tar_out
+        self._progress = progress
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self.tar_size = 0
+        self.xz_size = 0
+        self.tar_sha256 = hashlib.sha256()
+        self.xz_sha256 = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_DEPTH)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="xz-compress", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        compressor = lzma.LZMACompressor(
+            format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=XZ_PRESET
+        )
+        try:
+            while True:
+                chunk = self._queue.get()
+                if chunk is None:
+                    self._emit(compressor.flush())
+                    return
+                self.tar_sha256.update(chunk)
+                if self._tar_out is not None:
+                    self._tar_out.write(chunk)
+                if self._out is not None:
+                    self._emit(compressor.compress(chunk))
+                if self._progress is not None:
+                    self._progress(len(chunk))
+        except BaseException as exc:
+            self._error = exc
+            while self._queue.get() is not None:
+                pass
+
+    def _emit(self, data: bytes) -> None:
+        if data and self._out is not None:
+            self.xz_sha256.update(data)
+            self._out.write(data)
+            self.xz_size += len(data)
+
+    def _raise_pending_error(self) -> None:
+        if self._error is not None:
+            error = self._error
+            if isinstance(error, OSError):
+                raise HatsError(f"cannot write output: {error.strerror}") from None
+            raise error
+
+    def write(self, data: bytes) -> None:
+        self.tar_size += len(data)
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= CHUNK:
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if self._pending:
+            self._raise_pending_error()
+            self._queue.put(b"".join(self._pending))
+            self._pending = []
+            self._pending_size = 0
+
+    def close(self) -> None:
+        self._flush_pending()
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_pending_error()
+
+    def abort(self) -> None:
+        """Stop the worker after an error elsewhere; output is discarded."""
+        self._pending = []
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+def xz_compress_file(src: Path, out: BinaryIO) -> None:
+    """Compress a whole file the reference way (used by tools and benches)."""
+    sink = XzSink(out)
+    try:
+        with src.open("rb") as handle:
+            while data := handle.read(CHUNK):
+                sink.write(data)
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
