@@ -10,10 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 import shared_data
 
-REFERENCE_VARIANTS = ("test_single", "test_xor_2", "test_shamir_2_of_3",
-                      "test_single_1sec_heartbeat")
+REFERENCE_VARIANTS = (
+    "test_single",
+    "test_xor_2",
+    "test_shamir_2_of_3",
+    "test_single_1sec_heartbeat",
+)
 SHARE_TYPE = {
     "test_single": "no-split",
     "test_xor_2": "xor",
@@ -50,8 +55,10 @@ def make_root(root: Path) -> Path:
         "[Service]\nExecStart=/bin/oak_containers_orchestrator\n"
     )
     for unit in ("oak-orchestrator", "oak-syslogd", "oak-agent"):
-        os.symlink(f"../{unit}.service",
-                   root / f"etc/systemd/system/multi-user.target.wants/{unit}.service")
+        os.symlink(
+            f"../{unit}.service",
+            root / f"etc/systemd/system/multi-user.target.wants/{unit}.service",
+        )
     os.chmod(root / "etc/systemd/system/oak-orchestrator.service", 0o755)
     deep = root / "usr/share" / ("very-long-directory-name-" * 3) / ("and-a-long-file-" * 5)
     deep.mkdir(parents=True)
@@ -63,8 +70,18 @@ def make_root(root: Path) -> Path:
 
 def gnu_tar(root: Path, out: Path, *extra: str, members: tuple[str, ...] = (".",)) -> Path:
     subprocess.run(
-        ["tar", "--sort=name", "--numeric-owner", "--mtime=2000-01-01Z", *extra,
-         "-C", str(root), "-cf", str(out), *members],
+        [
+            "tar",
+            "--sort=name",
+            "--numeric-owner",
+            "--mtime=2000-01-01Z",
+            *extra,
+            "-C",
+            str(root),
+            "-cf",
+            str(out),
+            *members,
+        ],
         check=True,
     )
     return out
@@ -78,8 +95,11 @@ class Inputs:
     workdir: Path
 
     def binaries(self) -> dict[str, bytes]:
-        return {"orchestrator": self.orchestrator.read_bytes(),
-                "agent": self.agent.read_bytes(), "syslogd": self.syslogd.read_bytes()}
+        return {
+            "orchestrator": self.orchestrator.read_bytes(),
+            "agent": self.agent.read_bytes(),
+            "syslogd": self.syslogd.read_bytes(),
+        }
 
 
 @pytest.fixture(scope="session")
@@ -95,8 +115,12 @@ def bases(toy_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     subprocess.run(["xz", "-T1", "-k", str(plain)], check=True)
     subprocess.run(["gzip", "-k", "-n", str(plain)], check=True)
     subprocess.run(["zstd", "-q", "-k", str(plain), "-o", str(out / "base.tar.zst")], check=True)
-    pax = gnu_tar(toy_root, out / "pax.tar", "--format=posix",
-                  "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime")
+    pax = gnu_tar(
+        toy_root,
+        out / "pax.tar",
+        "--format=posix",
+        "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
+    )
     # Names without "./" and a base whose parent directories are missing.
     bare = gnu_tar(toy_root, out / "bare.tar", "--format=gnu", members=("etc", "usr", "tmp"))
     orphan = out / "orphans.tar"

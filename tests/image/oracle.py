@@ -93,16 +93,22 @@ def reference_image(
     """(tar bytes, xz bytes) of the reference image for these inputs."""
     deps = [
         base,
-        sub_tar(workdir / "admin_bin.tar", [
-            ("usr/bin/orchestrator_main", orchestrator, 0o755),
-            ("usr/bin/oak_containers_agent", agent, 0o755),
-            ("usr/bin/oak_containers_syslogd", syslogd, 0o755),
-        ]),
+        sub_tar(
+            workdir / "admin_bin.tar",
+            [
+                ("usr/bin/orchestrator_main", orchestrator, 0o755),
+                ("usr/bin/oak_containers_agent", agent, 0o755),
+                ("usr/bin/oak_containers_syslogd", syslogd, 0o755),
+            ],
+        ),
         sub_tar(workdir / "interface.tar", [("etc/systemd/network/10-enp0s1.network", b"", 0o555)]),
-        sub_tar(workdir / "services.tar", [
-            ("etc/systemd/system/oak-orchestrator.service", orchestrator_unit, 0o555),
-            ("etc/systemd/system/oak-syslogd.service", syslogd_unit, 0o555),
-        ]),
+        sub_tar(
+            workdir / "services.tar",
+            [
+                ("etc/systemd/system/oak-orchestrator.service", orchestrator_unit, 0o555),
+                ("etc/systemd/system/oak-syslogd.service", syslogd_unit, 0o555),
+            ],
+        ),
         sub_tar(workdir / "keys.tar", [("hats/tvs_public_keys.txt", keys, 0o555)]),
     ]
     tar = merge(workdir / "reference.tar", deps).read_bytes()

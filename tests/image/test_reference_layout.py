@@ -9,15 +9,22 @@ from pathlib import Path
 
 import oracle
 import pytest
-from conftest import REFERENCE_VARIANTS, SHARE_TYPE, Inputs
 
+from conftest import REFERENCE_VARIANTS, SHARE_TYPE, Inputs
 from hats.image import units
 from hats.image.build import BuildOptions, build_image
 from hats.image.lint import ERROR_CODES
 
 
-def build(tmp: Path, base: Path, inputs: Inputs, variant: str, units_dir: Path, keys_dir: Path,
-          **extra: object) -> tuple[Path, Path]:
+def build(
+    tmp: Path,
+    base: Path,
+    inputs: Inputs,
+    variant: str,
+    units_dir: Path,
+    keys_dir: Path,
+    **extra: object,
+) -> tuple[Path, Path]:
     out = tmp / f"hats_system_image_{variant}.tar.xz"
     options = BuildOptions(
         output=out,
@@ -37,14 +44,18 @@ def build(tmp: Path, base: Path, inputs: Inputs, variant: str, units_dir: Path, 
     return out, tmp / f"{variant}.tar"
 
 
-def reference(tmp: Path, base: Path, inputs: Inputs, variant: str, units_dir: Path,
-              keys_dir: Path) -> tuple[bytes, bytes]:
+def reference(
+    tmp: Path, base: Path, inputs: Inputs, variant: str, units_dir: Path, keys_dir: Path
+) -> tuple[bytes, bytes]:
     work = tmp / "oracle"
     work.mkdir(exist_ok=True)
     bins = inputs.binaries()
     return oracle.reference_image(
-        work, base,
-        orchestrator=bins["orchestrator"], agent=bins["agent"], syslogd=bins["syslogd"],
+        work,
+        base,
+        orchestrator=bins["orchestrator"],
+        agent=bins["agent"],
+        syslogd=bins["syslogd"],
         orchestrator_unit=(units_dir / f"{variant}.oak-orchestrator.service").read_bytes(),
         syslogd_unit=(units_dir / "oak-syslogd.service").read_bytes(),
         keys=(keys_dir / f"{variant}.txt").read_bytes(),
@@ -53,33 +64,45 @@ def reference(tmp: Path, base: Path, inputs: Inputs, variant: str, units_dir: Pa
 
 @pytest.mark.parametrize("variant", REFERENCE_VARIANTS)
 def test_reference_variants_are_byte_identical(
-    tmp_path: Path, bases: dict[str, Path], inputs: Inputs, variant: str,
-    reference_units: Path, reference_keys: Path,
+    tmp_path: Path,
+    bases: dict[str, Path],
+    inputs: Inputs,
+    variant: str,
+    reference_units: Path,
+    reference_keys: Path,
 ) -> None:
     out, tar = build(tmp_path, bases["xz"], inputs, variant, reference_units, reference_keys)
-    ref_tar, ref_xz = reference(tmp_path, bases["xz"], inputs, variant, reference_units,
-                                reference_keys)
+    ref_tar, ref_xz = reference(
+        tmp_path, bases["xz"], inputs, variant, reference_units, reference_keys
+    )
     assert tar.read_bytes() == ref_tar
     assert out.read_bytes() == ref_xz
 
 
 @pytest.mark.parametrize("kind", ["tar", "gz", "zst", "pax", "bare", "orphans"])
 def test_any_base_form_gives_reference_bytes(
-    tmp_path: Path, bases: dict[str, Path], inputs: Inputs, kind: str,
-    reference_units: Path, reference_keys: Path,
+    tmp_path: Path,
+    bases: dict[str, Path],
+    inputs: Inputs,
+    kind: str,
+    reference_units: Path,
+    reference_keys: Path,
 ) -> None:
-    out, tar = build(tmp_path, bases[kind], inputs, "test_xor_2", reference_units,
-                     reference_keys)
+    out, tar = build(tmp_path, bases[kind], inputs, "test_xor_2", reference_units, reference_keys)
     # tarfile (and so rules_pkg) cannot read zstd: its reference is the plain tar's.
     oracle_base = bases["tar" if kind == "zst" else kind]
-    ref_tar, ref_xz = reference(tmp_path, oracle_base, inputs, "test_xor_2", reference_units,
-                                reference_keys)
+    ref_tar, ref_xz = reference(
+        tmp_path, oracle_base, inputs, "test_xor_2", reference_units, reference_keys
+    )
     assert tar.read_bytes() == ref_tar
     assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(ref_xz).hexdigest()
 
 
 def test_compressed_bases_give_the_same_image(
-    tmp_path: Path, bases: dict[str, Path], inputs: Inputs, reference_units: Path,
+    tmp_path: Path,
+    bases: dict[str, Path],
+    inputs: Inputs,
+    reference_units: Path,
     reference_keys: Path,
 ) -> None:
     digests = set()
@@ -92,18 +115,22 @@ def test_compressed_bases_give_the_same_image(
 
 
 SPEC_TAIL = [
-    ("usr/", "5", 0o755, 0), ("usr/bin/", "5", 0o755, 0),
+    ("usr/", "5", 0o755, 0),
+    ("usr/bin/", "5", 0o755, 0),
     ("usr/bin/oak_containers_agent", "0", 0o755, None),
     ("usr/bin/oak_containers_syslogd", "0", 0o755, None),
     ("usr/bin/orchestrator_main", "0", 0o755, None),
-    ("etc/", "5", 0o755, 0), ("etc/systemd/", "5", 0o755, 0),
+    ("etc/", "5", 0o755, 0),
+    ("etc/systemd/", "5", 0o755, 0),
     ("etc/systemd/network/", "5", 0o755, 0),
     ("etc/systemd/network/10-enp0s1.network", "0", 0o555, 0),
-    ("etc/", "5", 0o755, 0), ("etc/systemd/", "5", 0o755, 0),
+    ("etc/", "5", 0o755, 0),
+    ("etc/systemd/", "5", 0o755, 0),
     ("etc/systemd/system/", "5", 0o755, 0),
     ("etc/systemd/system/oak-orchestrator.service", "0", 0o555, None),
     ("etc/systemd/system/oak-syslogd.service", "0", 0o555, None),
-    ("hats/", "5", 0o755, 0), ("hats/tvs_public_keys.txt", "0", 0o555, None),
+    ("hats/", "5", 0o755, 0),
+    ("hats/tvs_public_keys.txt", "0", 0o555, None),
 ]
 
 
@@ -125,21 +152,31 @@ def raw_entries(tar_bytes: bytes) -> list[tuple[str, str, int, int, int, int, by
             kind = block[156:157].decode()
         else:
             name = block[:100].rstrip(b"\x00").decode()
-        out.append((name, kind, int(block[100:108].rstrip(b"\x00"), 8),
-                    int(block[108:116].rstrip(b"\x00"), 8), int(block[116:124].rstrip(b"\x00"), 8),
-                    int(block[136:148].rstrip(b"\x00"), 8), block[265:329]))
+        out.append(
+            (
+                name,
+                kind,
+                int(block[100:108].rstrip(b"\x00"), 8),
+                int(block[108:116].rstrip(b"\x00"), 8),
+                int(block[116:124].rstrip(b"\x00"), 8),
+                int(block[136:148].rstrip(b"\x00"), 8),
+                block[265:329],
+            )
+        )
         pos += 512 + -(-size // 512) * 512
     return out
 
 
 def test_hats_tail_matches_the_spec_listing(
-    tmp_path: Path, bases: dict[str, Path], inputs: Inputs, reference_units: Path,
+    tmp_path: Path,
+    bases: dict[str, Path],
+    inputs: Inputs,
+    reference_units: Path,
     reference_keys: Path,
 ) -> None:
-    _, tar = build(tmp_path, bases["xz"], inputs, "test_single", reference_units,
-                   reference_keys)
+    _, tar = build(tmp_path, bases["xz"], inputs, "test_single", reference_units, reference_keys)
     entries = raw_entries(tar.read_bytes())
-    tail = entries[-len(SPEC_TAIL):]
+    tail = entries[-len(SPEC_TAIL) :]
     for (name, kind, mode, uid, gid, mtime, owners), (want_name, want_kind, want_mode, _) in zip(
         tail, SPEC_TAIL, strict=True
     ):
@@ -160,11 +197,13 @@ def test_hats_tail_matches_the_spec_listing(
 
 
 def test_output_is_one_xz_stream_with_crc64(
-    tmp_path: Path, bases: dict[str, Path], inputs: Inputs, reference_units: Path,
+    tmp_path: Path,
+    bases: dict[str, Path],
+    inputs: Inputs,
+    reference_units: Path,
     reference_keys: Path,
 ) -> None:
-    out, tar = build(tmp_path, bases["xz"], inputs, "test_single", reference_units,
-                     reference_keys)
+    out, tar = build(tmp_path, bases["xz"], inputs, "test_single", reference_units, reference_keys)
     data = out.read_bytes()
     assert data[:6] == b"\xfd7zXZ\x00" and data[6:8] == b"\x00\x04"  # stream flags: CRC64
     assert data.count(b"\xfd7zXZ\x00") == 1
@@ -174,8 +213,7 @@ def test_output_is_one_xz_stream_with_crc64(
 
 
 @pytest.mark.parametrize("variant", REFERENCE_VARIANTS)
-def test_rendered_units_have_the_reference_exec_lines(variant: str,
-                                                      reference_units: Path) -> None:
+def test_rendered_units_have_the_reference_exec_lines(variant: str, reference_units: Path) -> None:
     heartbeat = 1 if "heartbeat" in variant else None
     ours = units.render_orchestrator_unit(SHARE_TYPE[variant], heartbeat)
     theirs = (reference_units / f"{variant}.oak-orchestrator.service").read_bytes()
@@ -207,16 +245,21 @@ def test_extra_flags_and_bad_options() -> None:
 
 
 def test_tarfile_reads_the_output_with_duplicates_in_order(
-    tmp_path: Path, bases: dict[str, Path], inputs: Inputs, reference_units: Path,
+    tmp_path: Path,
+    bases: dict[str, Path],
+    inputs: Inputs,
+    reference_units: Path,
     reference_keys: Path,
 ) -> None:
-    out, _ = build(tmp_path, bases["xz"], inputs, "test_single", reference_units,
-                   reference_keys)
+    out, _ = build(tmp_path, bases["xz"], inputs, "test_single", reference_units, reference_keys)
     with tarfile.open(out) as tar:
         names = [m.name for m in tar.getmembers()]
         unit = tar.extractfile("etc/systemd/system/oak-orchestrator.service")
         assert unit is not None
-        assert unit.read() == (reference_units / "test_single.oak-orchestrator.service").read_bytes()
+        assert (
+            unit.read() == (reference_units / "test_single.oak-orchestrator.service").read_bytes()
+        )
     assert names.count("etc") == 2 and "./etc" in names
     assert names.index("./etc/systemd/system/oak-orchestrator.service") < names.index(
-        "etc/systemd/system/oak-orchestrator.service")
+        "etc/systemd/system/oak-orchestrator.service"
+    )

@@ -75,11 +75,11 @@ def _executable(tree: EffectiveTree, program: str) -> tuple[Entry | None, str | 
     """The entry ``program`` runs and why it cannot run (None when fine)."""
     entry = tree.resolve(program)
     if entry is None:
-        return None, "is missing"
+        return None, "missing"
     if entry.kind not in ("file", "hardlink"):
-        return entry, f"is a {entry.kind}, not a file"
+        return entry, f"a {entry.kind}, not a file"
     if not entry.mode & 0o111:
-        return entry, f"is not executable (mode {entry.mode:04o})"
+        return entry, f"not executable (mode {entry.mode:04o})"
     return entry, None
 
 
@@ -92,15 +92,16 @@ def _interpreter(entry: Entry) -> str | None:
 
 
 def _check_program(tree: EffectiveTree, unit: str, program: str) -> str | None:
+    """Why ``unit`` cannot run ``program``, or None."""
     entry, why = _executable(tree, program)
     if why is not None:
-        return f"{program} (from {unit}) {why}"
+        return f"{why}, but {unit} runs it"
     assert entry is not None
     interpreter = _interpreter(entry)
     if interpreter is not None:
         _, why = _executable(tree, interpreter)
         if why is not None:
-            return f"{program} (from {unit}) needs interpreter {interpreter}, which {why}"
+            return f"its interpreter {interpreter} is {why} ({unit} runs it)"
     return None
 
 
@@ -180,7 +181,7 @@ def _lint_units(tree: EffectiveTree) -> list[Finding]:
                 out.append(Finding("warning", "unit-missing-exec", program, why))
     for unit in HATS_UNITS:
         if tree.lookup(unit) is None:
-            out.append(Finding("error", "missing-exec", "/" + unit, "HATs unit is missing"))
+            out.append(Finding("error", "missing-exec", "/" + unit, "the HATs unit is missing"))
     return out
 
 

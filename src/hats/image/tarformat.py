@@ -160,7 +160,7 @@ def parse_number(raw: bytes) -> int:
     try:
         return int(text.decode("ascii").strip() or "0", 8)
     except (UnicodeDecodeError, ValueError):
-        raise TarFormatError(f"invalid number field {raw!r}") from None
+        raise TarFormatError(f"invalid tar header: number field {raw!r} is not octal") from None
 
 
 def checksum(block: bytes) -> int:
@@ -300,10 +300,10 @@ def is_zero_block(block: bytes) -> bool:
 def decode_header(block: bytes) -> RawHeader:
     """Decode one header block, verifying its checksum (tarfile's rules)."""
     if len(block) != BLOCK:
-        raise TarFormatError("truncated header")
+        raise TarFormatError("invalid tar header: truncated")
     stored = parse_number(block[148:156])
     if stored != checksum(block) and stored != signed_checksum(block):
-        raise TarFormatError("bad header checksum")
+        raise TarFormatError("invalid tar header: bad checksum")
     header = RawHeader(
         name=decode_str(block[0:100]),
         mode=parse_number(block[100:108]),
