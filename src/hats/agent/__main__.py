@@ -1,0 +1,7 @@
+"""``python3 -m hats.agent``."""
+
+import sys
+
+from hats.agent import main
+
+sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python3 -m hats.orchestrator``."""
+
+import sys
+
+from hats.orchestrator import main
+
+sys.exit(main())
