@@ -20,7 +20,7 @@ PORTABLE = 946684800
 
 class _Writer:
     def __init__(self, out: Path) -> None:
-        self.tar = tarfile.open(out, "w", format=tarfile.GNU_FORMAT)
+        self.tar = tarfile.open(out, "w", format=tarfile.GNU_FORMAT)  # noqa: SIM115 (closed in close())
         self.members: set[str] = set()
         self.dirs: set[str] = {"/", "./"}
 

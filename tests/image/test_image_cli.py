@@ -220,7 +220,7 @@ def test_lint_errors_fail_the_build_and_leave_nothing(
         "--tar",
         out_dir / "img.tar",
     )
-    assert_one_line_error(result, "/oak", "[oak-dir]", "nothing written")
+    assert_one_line_error(result, "/oak", "[oak-dir]", "not written")
     assert list(out_dir.iterdir()) == []
     allowed = run(
         "image",
@@ -512,3 +512,49 @@ def test_systemd_analyze_accepts_the_rendered_units(
     assert check.returncode == 0 and problems == [], check.stderr
     text = (root / units[0].lstrip("/")).read_text()
     assert "--tvs-heartbeat-frequency=1 --runtime-user=oakc\n" in text
+
+
+@pytest.mark.network
+def test_default_agents_need_python_in_the_base(
+    tmp_path: Path, bases: dict[str, Path], keys: Path
+) -> None:
+    """Without binaries the image runs our agents; lint catches a base without python3."""
+    out = tmp_path / "img.tar.xz"
+    result = run(
+        "image",
+        "build",
+        "-q",
+        "--base",
+        bases["xz"],
+        "--tvs-keys",
+        keys,
+        "--secret-share-type",
+        "no-split",
+        "-o",
+        out,
+    )
+    assert_one_line_error(result, "[missing-exec]", "interpreter /usr/bin/python3")
+    assert not out.exists()
+    allowed = run(
+        "image",
+        "build",
+        "-q",
+        "--base",
+        bases["xz"],
+        "--tvs-keys",
+        keys,
+        "--secret-share-type",
+        "no-split",
+        "-o",
+        out,
+        "--lint-allow",
+        "missing-exec",
+        "--manifest",
+        tmp_path / "m.json",
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    entries = {e["path"]: e for e in json.loads((tmp_path / "m.json").read_text())["entries"]}
+    launcher = entries["/usr/bin/orchestrator_main"]
+    assert launcher["layer"] == "admin_bin" and launcher["mode"] == "0755"
+    assert entries["/usr/lib/hats/python/hats/orchestrator/__main__.py"]["layer"] == "hats-agents"
+    assert any(p.startswith("/usr/lib/hats/python/grpc/") for p in entries)

@@ -242,8 +242,12 @@ def build_image(
                 f for f in findings if f.severity == "error" and f.code not in options.lint_allow
             ]
             if fatal:
+                first = fatal[0]
                 more = f" (and {len(fatal) - 1} more)" if len(fatal) > 1 else ""
-                raise LintFailed(f"{options.output}: {fatal[0]}{more}; nothing written")
+                raise LintFailed(
+                    f"{options.output}: not written: {first.path}: {first.message} "
+                    f"[{first.code}]{more}; --lint-allow {first.code} accepts it"
+                )
     result = BuildResult(
         path=options.output,
         sha256=sink.xz_sha256.hexdigest(),
