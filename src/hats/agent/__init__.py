@@ -12,15 +12,18 @@ module level.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Sequence
 
-PROG = "oak_containers_agent"
-DEFAULT_LAUNCHER_ADDR = "http://10.0.2.100:8080"
+from hats.agent_common import (
+    DEFAULT_LAUNCHER_ADDR,
+    EXIT_NOT_IMPLEMENTED,
+    add_launcher_addr_argument,
+    not_implemented,
+)
 
-#: 78 = EX_CONFIG (sysexits.h): the image carries a placeholder agent.
-EXIT_NOT_IMPLEMENTED = os.EX_CONFIG
+PROG = "oak_containers_agent"
+
+__all__ = ["DEFAULT_LAUNCHER_ADDR", "EXIT_NOT_IMPLEMENTED", "PROG", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,21 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export VM metrics to the launcher as OpenTelemetry (OTLP) metrics.",
         allow_abbrev=False,
     )
-    parser.add_argument(
-        "launcher_addr",
-        nargs="?",
-        default=DEFAULT_LAUNCHER_ADDR,
-        help="address of the launcher, vsock://CID:PORT or http://HOST:PORT (default: %(default)s)",
-    )
+    add_launcher_addr_argument(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line; return the exit status."""
     build_parser().parse_args(argv)
-    print(
-        f"{PROG}: the HATs containers agent is not implemented yet in this version of hats; "
-        "build the image with your own oak_containers_agent",
-        file=sys.stderr,
-    )
-    return EXIT_NOT_IMPLEMENTED
+    return not_implemented(PROG, "containers agent")

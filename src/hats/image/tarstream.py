@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from hats.image import tarformat as tf
 from hats.image.tarformat import Member, TarFormatError
@@ -285,14 +285,3 @@ class TarWriter:
     def close(self) -> None:
         """Write the end-of-archive blocks and record padding."""
         self._emit(tf.end_of_archive(self.offset))
-
-
-def open_chunks(stream: BinaryIO, size: int, chunk: int = CHUNK) -> Iterator[bytes]:
-    """Read exactly ``size`` bytes from ``stream`` in chunks."""
-    left = size
-    while left:
-        data = stream.read(min(chunk, left))
-        if not data:
-            raise TarFormatError(f"{getattr(stream, 'name', 'input')}: file shrank while reading")
-        left -= len(data)
-        yield data

@@ -13,12 +13,12 @@ level.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Sequence
 
+from hats.agent_common import DEFAULT_LAUNCHER_ADDR, EXIT_NOT_IMPLEMENTED, not_implemented
+
 PROG = "orchestrator_main"
-DEFAULT_LAUNCHER_ADDR = "http://10.0.2.100:8080"
+__all__ = ["DEFAULT_LAUNCHER_ADDR", "EXIT_NOT_IMPLEMENTED", "PROG", "build_parser", "main"]
 DEFAULT_ORCHESTRATOR_ADDR = "0.0.0.0:4000"
 DEFAULT_CONTAINER_DIR = "/oak_container"
 DEFAULT_IPC_SOCKET_PATH = "/oak_utils/orchestrator_ipc"
@@ -28,11 +28,6 @@ SECRET_SHARE_TYPES = ("no-split", "shamir", "xor")
 DEFAULT_SECRET_SHARE_TYPE = "no-split"
 DEFAULT_TVS_HEARTBEAT_FREQUENCY = 3600
 _U64_MAX = 2**64 - 1
-
-#: Exit status while the agent is not implemented: 78 = EX_CONFIG
-#: (sysexits.h), "the image is configured with a placeholder agent"; distinct
-#: from argparse's usage error (2) and from a crash (1).
-EXIT_NOT_IMPLEMENTED = os.EX_CONFIG
 
 
 def heartbeat_seconds(text: str) -> int:
@@ -118,9 +113,4 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line; return the exit status."""
     build_parser().parse_args(argv)
-    print(
-        f"{PROG}: the HATs orchestrator is not implemented yet in this version of hats; "
-        "build the image with your own orchestrator_main",
-        file=sys.stderr,
-    )
-    return EXIT_NOT_IMPLEMENTED
+    return not_implemented(PROG, "orchestrator")

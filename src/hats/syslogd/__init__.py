@@ -12,39 +12,32 @@ module level.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Sequence
 
-PROG = "oak_containers_syslogd"
-DEFAULT_LAUNCHER_ADDR = "http://10.0.2.100:8080"
+from hats.agent_common import (
+    DEFAULT_LAUNCHER_ADDR,
+    EXIT_NOT_IMPLEMENTED,
+    add_launcher_addr_argument,
+    not_implemented,
+)
 
-#: 78 = EX_CONFIG (sysexits.h): the image carries a placeholder agent.
-EXIT_NOT_IMPLEMENTED = os.EX_CONFIG
+PROG = "oak_containers_syslogd"
+
+__all__ = ["DEFAULT_LAUNCHER_ADDR", "EXIT_NOT_IMPLEMENTED", "PROG", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The syslogd argument parser."""
+    """The syslogd's argument parser."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Forward the systemd journal to the launcher as OpenTelemetry (OTLP) logs.",
         allow_abbrev=False,
     )
-    parser.add_argument(
-        "launcher_addr",
-        nargs="?",
-        default=DEFAULT_LAUNCHER_ADDR,
-        help="address of the launcher, vsock://CID:PORT or http://HOST:PORT (default: %(default)s)",
-    )
+    add_launcher_addr_argument(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line; return the exit status."""
     build_parser().parse_args(argv)
-    print(
-        f"{PROG}: the HATs syslogd is not implemented yet in this version of hats; "
-        "build the image with your own oak_containers_syslogd",
-        file=sys.stderr,
-    )
-    return EXIT_NOT_IMPLEMENTED
+    return not_implemented(PROG, "syslogd")
