@@ -21,7 +21,9 @@ Warnings (real Debian bases have them; printed, never fatal):
   (``mode & 0o777``; ``/tmp`` loses its sticky bit);
 - ``device``: device nodes and FIFOs;
 - ``dockerenv``: ``/.dockerenv`` (stage1 deletes it);
-- ``unit-missing-exec``: another unit's program is missing.
+- ``unit-missing-exec``: another unit's program is missing (units whose
+  ``Condition*``/``Assert*`` lines name the program are skipped: systemd
+  does not run them without it).
 """
 
 from __future__ import annotations
@@ -169,8 +171,15 @@ def _lint_units(tree: EffectiveTree) -> list[Finding]:
         hats_unit = entry.path in HATS_UNITS
         if entry.data is None:
             continue
+        directives = unit_directives(entry.data)
+        guarded = {
+            value.lstrip("!|")
+            for key, values in directives.items()
+            if key.startswith(("Condition", "Assert"))
+            for value in values
+        }
         for program in exec_binaries(entry.data):
-            if "$" in program or "%" in program:
+            if "$" in program or "%" in program or program in guarded:
                 continue
             why = _check_program(tree, "/" + entry.path, program)
             if why is None:

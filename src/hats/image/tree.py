@@ -199,7 +199,9 @@ class EffectiveTree:
             done.append(parts.pop(0))
             entry = self.entries.get("/".join(done))
             if entry is None:
-                return None
+                if not parts:
+                    return None
+                continue  # a parent with no entry of its own: unpacking creates it
             if entry.kind == "symlink":
                 hops += 1
                 if hops > limit:
