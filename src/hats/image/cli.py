@@ -8,10 +8,19 @@ With ``--json`` the last line on stdout is one JSON object.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import (
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 from hats.errors import HatsError
 from hats.image.build import BuildOptions, LayerSpec, build_image
@@ -156,7 +165,19 @@ def build_command(
             except OSError as exc:
                 raise HatsError(f"{path}: cannot create directory: {exc.strerror}") from None
     report = _progress(quiet)
-    result = build_image(build, progress=report)
+    if quiet or not sys.stderr.isatty():
+        result = build_image(build, progress=report)
+    else:
+        with Progress(
+            TextColumn("hats: composing and compressing"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("build", total=None)
+            result = build_image(build, progress=report, on_bytes=lambda n: bar.advance(task, n))
     warnings = [f for f in result.findings if f.severity == "warning"]
     if warnings and not quiet:
         click.echo(
