@@ -39,6 +39,9 @@ BZIP2_MAGIC = b"BZh"
 XZ_PRESET = 6
 QUEUE_DEPTH = 8
 CHUNK = 1 << 20
+# Compressed input is read in small pieces so that each decompressed chunk
+# (up to ~10x larger) keeps the queue, and so memory, small.
+COMPRESSED_CHUNK = 128 << 10
 
 
 class InputError(HatsError):
@@ -176,7 +179,7 @@ def open_decompressed(path: Path) -> Iterator[_QueueReader | BinaryIO]:
         try:
             with path.open("rb") as handle:
                 while not stop.is_set():
-                    data = handle.read(CHUNK)
+                    data = handle.read(COMPRESSED_CHUNK)
                     if not data:
                         break
                     for out in decoder.feed(data):
