@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import lzma
 import os
 import shutil
 import tarfile
@@ -33,6 +32,7 @@ from hats.base.mmdebstrap import (
 from hats.base.tarnorm import TarNormaliseError, normalise, relpath
 from hats.errors import HatsError
 from hats.fsio import atomic_output, write_bytes_atomic
+from hats.image.compress import xz_compress_file
 
 Progress = Callable[[str], None]
 
@@ -229,22 +229,14 @@ def _export(source: CachedBase, out: Path, kind: str, progress: Progress | None)
     if progress is not None:
         verb = "compressing" if kind == "tar.xz" else "copying"
         progress(f"{verb} {source.path} to {out}")
+    if kind == "tar.xz":
+        with atomic_output(out) as dst:
+            return xz_compress_file(source.path, dst)
     with atomic_output(out) as dst, open(source.path, "rb") as src:
-        compressor = (
-            lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=6)
-            if kind == "tar.xz"
-            else None
-        )
         while chunk := src.read(_CHUNK):
-            data = compressor.compress(chunk) if compressor is not None else chunk
-            digest.update(data)
-            size += len(data)
-            dst.write(data)
-        if compressor is not None:
-            data = compressor.flush()
-            digest.update(data)
-            size += len(data)
-            dst.write(data)
+            digest.update(chunk)
+            size += len(chunk)
+            dst.write(chunk)
     return digest.hexdigest(), size
 
 

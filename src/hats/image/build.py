@@ -12,7 +12,7 @@ import contextlib
 import json
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -90,7 +90,6 @@ class BuildResult:
     tar_path: Path | None = None
     manifest_path: Path | None = None
     sums_path: Path | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {

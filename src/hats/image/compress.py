@@ -299,8 +299,8 @@ class XzSink:
             self._thread.join()
 
 
-def xz_compress_file(src: Path, out: BinaryIO) -> None:
-    """Compress a whole file the reference way (used by tools and benches)."""
+def xz_compress_file(src: Path, out: BinaryIO) -> tuple[str, int]:
+    """Compress a whole file the reference way; return (sha256, size) of the xz."""
     sink = XzSink(out)
     try:
         with src.open("rb") as handle:
@@ -310,3 +310,4 @@ def xz_compress_file(src: Path, out: BinaryIO) -> None:
         sink.abort()
         raise
     sink.close()
+    return sink.xz_sha256.hexdigest(), sink.xz_size
