@@ -118,7 +118,7 @@ def _check_inputs(options: BuildOptions) -> None:
         raise BuildError(
             f"unknown lint code {unknown[0]!r} to allow; codes: {', '.join(ERROR_CODES)}"
         )
-    if options.output.suffix == "" or not options.output.name.endswith(".xz"):
+    if not options.output.name.endswith(".xz"):
         raise BuildError(f"{options.output}: the output must be an .xz file (e.g. image.tar.xz)")
     if options.output.exists() and options.output.is_dir():
         raise BuildError(f"{options.output}: is a directory")
@@ -178,9 +178,9 @@ def plan_layers(
             progress("preparing the hats agents layer")
             tree = build_agents_tree(root, cache_dir=options.cache_dir, progress=progress)
             binaries = {
-                "orchestrator": Content(path=root / "usr/bin/orchestrator_main"),
-                "agent": Content(path=root / "usr/bin/oak_containers_agent"),
-                "syslogd": Content(path=root / "usr/bin/oak_containers_syslogd"),
+                "orchestrator": Content(path=tree.orchestrator_main),
+                "agent": Content(path=tree.oak_containers_agent),
+                "syslogd": Content(path=tree.oak_containers_syslogd),
             }
             extra.append(user_layer(AGENTS_LAYER, tree.site_dir, "/usr/lib/hats/python", None))
         else:
