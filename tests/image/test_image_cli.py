@@ -128,6 +128,13 @@ def test_verify_against_policies(tmp_path: Path) -> None:
     assert_one_line_error(
         run("image", "verify", image, "--policy", bad), "bad.txtpb", "not a SHA-256"
     )
+    syntax = tmp_path / "syntax.txtpb"
+    syntax.write_text("policies { measurement { system_image_sha256: ")
+    assert_one_line_error(
+        run("image", "verify", image, "--policy", syntax),
+        "syntax.txtpb",
+        "not a text-format AppraisalPolicies",
+    )
 
 
 def test_spec_file_build_equals_options_build(

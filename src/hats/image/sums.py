@@ -8,9 +8,9 @@ Rules (reference ``client/scripts/update-hashes.sh`` / ``check-hashes.sh``):
   lines are kept sorted by name and a name appears once;
 - the digest is the SHA-256 of the ``.tar.xz`` bytes, the very value stage1
   measures and a policy's ``system_image_sha256`` holds;
-- a text-format ``pcit.tvs.AppraisalPolicies`` lists one
-  ``system_image_sha256: "<hex>"`` per policy; an image matches the policy
-  file when its digest equals one of them.
+- a text-format ``pcit.tvs.AppraisalPolicies`` (parsed with the generated
+  message) has one ``measurement.system_image_sha256`` per policy; an image
+  matches the policy file when its digest equals one of them.
 """
 
 from __future__ import annotations
@@ -81,18 +81,24 @@ def update_sums(path: Path, name: str, digest: str) -> None:
     write_bytes_atomic(path, format_sums(sums).encode())
 
 
-_COMMENT_OR_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*')
-_IMAGE_FIELD = re.compile(r'\bsystem_image_sha256\s*:\s*"([^"]*)"')
-
-
 def policy_image_digests(text: str, source: str) -> list[str]:
-    """Every ``system_image_sha256`` of a text-format ``AppraisalPolicies``."""
-    # Drop comments (but not '#' inside strings) before looking for the field.
-    cleaned = _COMMENT_OR_STRING.sub(lambda m: m.group(0) if m.group(0)[0] in "\"'" else "", text)
+    """Every ``system_image_sha256`` of a text-format ``pcit.tvs.AppraisalPolicies``."""
+    from google.protobuf import text_format
+
+    from hats.pb.pcit.tvs.appraisal_policies_pb2 import AppraisalPolicies
+
+    policies = AppraisalPolicies()
+    try:
+        text_format.Parse(text, policies)
+    except text_format.ParseError as exc:
+        raise SumsError(f"{source}: not a text-format AppraisalPolicies: {exc}") from None
     digests = [
-        check_digest(value, f"{source}: system_image_sha256")
-        for value in _IMAGE_FIELD.findall(cleaned)
+        check_digest(
+            policy.measurement.system_image_sha256, f"{source}: policy {index} system_image_sha256"
+        )
+        for index, policy in enumerate(policies.policies, 1)
+        if policy.HasField("measurement")
     ]
     if not digests:
-        raise SumsError(f"{source}: no system_image_sha256 in this policy file")
+        raise SumsError(f"{source}: no policy with a measurement in this file")
     return digests
