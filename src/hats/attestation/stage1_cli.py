@@ -1,0 +1,127 @@
+"""``hats stage1``: simulate stage0/stage1 DICE data (INSECURE, for machines without SEV-SNP).
+
+A thin shell over :func:`hats.attestation.simulate.simulate_stage1`: it hashes
+the input files (streaming), and writes the length-delimited ``DiceData``
+atomically with mode 0600 (it holds the system layer's private key, which is
+never printed). User errors are :class:`HatsError` (one line).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import click
+
+from hats.attestation import dice
+from hats.attestation.simulate import DEFAULT_KERNEL_CMDLINE, Stage0Inputs, default_digest
+from hats.attestation.simulate import simulate_stage1 as _simulate
+from hats.errors import HatsError
+from hats.fsio import atomic_output
+
+DICE_FILE_MODE = 0o600
+_CHUNK = 1 << 20
+
+# (keyword, file option, digest option, default-digest name, help noun)
+_MEASURED = (
+    ("kernel_sha256", "--kernel-image", "--kernel-sha256", "kernel", "kernel image"),
+    ("setup_data_sha256", "--setup-data", "--setup-data-sha256", "setup data", "setup data"),
+    ("initrd_sha256", "--initrd", "--initrd-sha256", "initrd", "initial RAM disk"),
+    ("memory_map_sha256", "--memory-map", "--memory-map-sha256", "memory map", "memory map"),
+    ("acpi_sha256", "--acpi", "--acpi-sha256", "acpi", "ACPI tables"),
+)
+
+
+def _file_sha256(path: str) -> bytes:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise HatsError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    return digest.digest()
+
+
+def _hex_sha256(value: str, option: str) -> bytes:
+    try:
+        digest = bytes.fromhex(value)
+    except ValueError:
+        digest = b""
+    if len(digest) != dice.SHA256_LENGTH:
+        raise HatsError(f"{option}: expected 64 hexadecimal digits (a SHA-256)")
+    return digest
+
+
+@click.group("stage1")
+def stage1_group() -> None:
+    """Simulate stage1's DICE data (INSECURE: for machines without SEV-SNP)."""
+
+
+def _measured_options(function: click.decorators.FC) -> click.decorators.FC:
+    for _, file_option, digest_option, _, noun in reversed(_MEASURED):
+        function = click.option(
+            digest_option, metavar="HEX", help=f"SHA-256 of the {noun} (instead of the file)."
+        )(function)
+        function = click.option(
+            file_option,
+            metavar="FILE",
+            type=click.Path(dir_okay=False),
+            help=f"The {noun} to measure (default: a fixed simulated digest).",
+        )(function)
+    return function
+
+
+@stage1_group.command("simulate")
+@click.option(
+    "--system-image",
+    required=True,
+    metavar="IMAGE.tar.xz",
+    type=click.Path(dir_okay=False),
+    help="The system image; its SHA-256 is the stage1 measurement.",
+)
+@click.option(
+    "--kernel-cmdline",
+    default=DEFAULT_KERNEL_CMDLINE,
+    show_default=True,
+    help="The kernel command line stage0 records.",
+)
+@_measured_options
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="DICE_FILE",
+    type=click.Path(dir_okay=False),
+    help="Where to write the length-delimited DiceData (mode 0600).",
+)
+def simulate_command(
+    system_image: str, kernel_cmdline: str, output: str, **measured: str | None
+) -> None:
+    """Write the DiceData stage1 would leave in /oak/dice, with a software root key.
+
+    INSECURE: no hardware measures anything; the root layer says
+    TEE_PLATFORM_NONE and has no report.
+    """
+    digests: dict[str, bytes] = {}
+    for keyword, file_option, digest_option, name, _ in _MEASURED:
+        path = measured.get(_param_name(file_option))
+        text = measured.get(_param_name(digest_option))
+        if path is not None and text is not None:
+            raise HatsError(f"{file_option} and {digest_option} are mutually exclusive")
+        if path is not None:
+            digests[keyword] = _file_sha256(path)
+        elif text is not None:
+            digests[keyword] = _hex_sha256(text, digest_option)
+        else:
+            digests[keyword] = default_digest(name)
+    image_sha256 = _file_sha256(system_image)
+    dice_data = _simulate(image_sha256, Stage0Inputs(kernel_cmdline=kernel_cmdline, **digests))
+    with atomic_output(Path(output), DICE_FILE_MODE) as handle:
+        handle.write(dice.encode_dice_data(dice_data))
+    click.echo(f"system image sha256: {image_sha256.hex()}")
+    click.echo(f"wrote {output} (INSECURE simulated DICE data, TEE_PLATFORM_NONE)")
+
+
+def _param_name(option: str) -> str:
+    return option.lstrip("-").replace("-", "_")
