@@ -12,6 +12,8 @@ import sys
 import click
 
 from hats import __version__
+from hats.attestation.cli import evidence_group, policy_group
+from hats.attestation.stage1_cli import stage1_group
 from hats.base.cli import base_group
 from hats.errors import HatsError
 from hats.image.cli import image_group
@@ -27,6 +29,9 @@ def cli() -> None:
 cli.add_command(image_group)
 cli.add_command(keys_group)
 cli.add_command(base_group)
+cli.add_command(stage1_group)
+cli.add_command(evidence_group)
+cli.add_command(policy_group)
 
 
 def main(argv: list[str] | None = None) -> int:
