@@ -18,6 +18,7 @@ from hats.base.cli import base_group
 from hats.errors import HatsError
 from hats.image.cli import image_group
 from hats.keys.cli import keys_group
+from hats.tvs.cli import tvs_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,6 +33,7 @@ cli.add_command(base_group)
 cli.add_command(stage1_group)
 cli.add_command(evidence_group)
 cli.add_command(policy_group)
+cli.add_command(tvs_group)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,261 @@
+"""``hats tvs``: run a test TVS and split secrets for split-trust TVSes.
+
+``hats tvs serve`` takes the reference standalone server's local-mode flags
+with the same spellings (``--port``, ``--primary_private_key``, …; boolean
+flags also as ``--flag=true|false``) plus:
+
+* ``--listen ADDR``: instead of ``--port`` (``HOST:PORT``, ``unix:PATH``,
+  ``vsock://CID:PORT``); ``--port N`` listens on ``[::]:N``;
+* ``--secrets-file FILE``: users and secrets from a TOML/JSON file
+  (:mod:`hats.tvs.keys`) instead of ``--user_*``;
+* ``--share-index N``: serve share N (1-based) of every secret given as
+  ``shares = [...]`` in the secrets file (how one TVS of a split-trust set
+  serves its share of a secret; see :mod:`hats.tvs.keys`);
+* ``--amd-certs-dir DIR``: AMD ARK/ASK roots instead of the built-in ones;
+* ``--now ISO8601``: check certificate validity at this time (testing).
+
+When ready it prints one line ``listening on ADDR`` on stdout. Each request's
+outcome goes to stderr. Secrets and private keys are never printed.
+
+``hats tvs split-secret --scheme xor|shamir --shares N [--threshold K] --secret HEX``
+prints the N share JSONs, one per line, in share order.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from hats.attestation.amd.certs import load_amd_roots
+from hats.attestation.policy import load_policies, verify_policy_signatures
+from hats.errors import HatsError
+from hats.tvs.keys import (
+    DEFAULT_KEY_ID,
+    DEFAULT_PUBLIC_KEY,
+    DEFAULT_SECRET,
+    KeyProvider,
+    decode_hex,
+    load_secrets_file,
+)
+from hats.tvs.server import serve_bound
+from hats.tvs.session import PolicyChecker, TvsConfig
+from hats.tvs.split import SCHEMES, split_secret
+
+
+def _absl_bool(name: str, help_text: str) -> click.Option:
+    return click.Option(
+        [f"--{name}"],
+        type=click.BOOL,
+        is_flag=False,
+        flag_value=True,
+        default=False,
+        show_default=True,
+        help=help_text + f" (--{name} or --{name}=true|false)",
+    )
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise HatsError(f"{path}: cannot read the {what}: {reason}") from None
+
+
+def _parse_now(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise HatsError(f"--now: {text!r} is not an ISO 8601 date/time") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _private_key(text: str, flag: str) -> bytes:
+    key = decode_hex(text, flag)
+    if len(key) != 32:
+        raise HatsError(f"{flag}: expected 32 bytes (64 hex digits), got {len(key)}")
+    return key
+
+
+def _key_provider(
+    secrets_file: str | None,
+    share_index: int | None,
+    user_authentication_public_key: str | None,
+    user_key_id: str | None,
+    user_public_key: str | None,
+    user_secret: str | None,
+) -> KeyProvider:
+    user_flags = [
+        name
+        for name, value in (
+            ("--user_key_id", user_key_id),
+            ("--user_public_key", user_public_key),
+            ("--user_secret", user_secret),
+        )
+        if value is not None
+    ]
+    if secrets_file is not None:
+        if user_authentication_public_key is not None or user_flags:
+            names = ", ".join(["--user_authentication_public_key", *user_flags])
+            raise HatsError(f"--secrets-file cannot be combined with {names}")
+        return load_secrets_file(secrets_file, share_index=share_index)
+    if share_index is not None:
+        raise HatsError("--share-index needs --secrets-file (with 'shares' lists)")
+    if user_authentication_public_key is None:
+        raise HatsError("give --user_authentication_public_key or --secrets-file")
+    return KeyProvider.from_flags(
+        decode_hex(user_authentication_public_key, "--user_authentication_public_key"),
+        user_key_id=DEFAULT_KEY_ID if user_key_id is None else user_key_id,
+        user_public_key=DEFAULT_PUBLIC_KEY if user_public_key is None else user_public_key,
+        user_secret=DEFAULT_SECRET
+        if user_secret is None
+        else decode_hex(user_secret, "--user_secret"),
+    )
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("hats.tvs")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s hats tvs: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+@click.group("tvs")
+def tvs_group() -> None:
+    """A TVS wire-compatible with the reference, for tests and demos."""
+
+
+@tvs_group.command(
+    "serve",
+    params=[
+        _absl_bool("accept_insecure_policies", "Accept policies with an insecure stage0"),
+        _absl_bool("enable_policy_signature", "Require valid policy signatures"),
+        _absl_bool("enable_dynamic_policy_fetching", "Not supported (refused when true)"),
+    ],
+)
+@click.option("--port", type=click.IntRange(0, 65535), envvar="PORT", help="Listen on [::]:PORT.")
+@click.option(
+    "--listen", "listen", metavar="ADDR", help="HOST:PORT, unix:PATH or vsock://CID:PORT."
+)
+@click.option("--primary_private_key", metavar="HEX32", required=True, help="TVS primary key.")
+@click.option("--secondary_private_key", metavar="HEX32", help="TVS secondary key (rotation).")
+@click.option(
+    "--appraisal_policy_file",
+    metavar="FILE",
+    required=True,
+    help="Text-format AppraisalPolicies.",
+)
+@click.option("--user_authentication_public_key", metavar="HEX65", help="The only user (id 1).")
+@click.option("--user_key_id", help=f"Secret key id [default: {DEFAULT_KEY_ID}]")
+@click.option("--user_public_key", help=f"Secret public key [default: {DEFAULT_PUBLIC_KEY}]")
+@click.option("--user_secret", metavar="HEX", help="Secret bytes [default: 736563726574]")
+@click.option("--secrets-file", "secrets_file", metavar="FILE", help="TOML/JSON users and secrets.")
+@click.option(
+    "--share-index",
+    "share_index",
+    type=click.IntRange(min=1),
+    help="Serve share N of the secrets file's 'shares' lists.",
+)
+@click.option("--amd-certs-dir", "amd_certs_dir", metavar="DIR", help="AMD ARK/ASK PEM files.")
+@click.option("--now", "now", metavar="ISO8601", help="Validity time for certificates (testing).")
+def serve_command(
+    port: int | None,
+    listen: str | None,
+    primary_private_key: str,
+    secondary_private_key: str | None,
+    appraisal_policy_file: str,
+    user_authentication_public_key: str | None,
+    user_key_id: str | None,
+    user_public_key: str | None,
+    user_secret: str | None,
+    secrets_file: str | None,
+    share_index: int | None,
+    amd_certs_dir: str | None,
+    now: str | None,
+    accept_insecure_policies: bool,
+    enable_policy_signature: bool,
+    enable_dynamic_policy_fetching: bool,
+) -> None:
+    """Serve pcit.tvs.TeeVerificationService/VerifyReport until interrupted."""
+    if (port is None) == (listen is None):
+        raise HatsError("give exactly one of --port and --listen")
+    if enable_dynamic_policy_fetching:
+        raise HatsError("--enable_dynamic_policy_fetching is not supported")
+    policies = load_policies(
+        _read_text(appraisal_policy_file, "appraisal policy file"),
+        appraisal_policy_file,
+        accept_insecure=accept_insecure_policies,
+    )
+    if enable_policy_signature:
+        verify_policy_signatures(policies, appraisal_policy_file)
+    checker = PolicyChecker(
+        policies=policies,
+        accept_insecure=accept_insecure_policies,
+        amd_roots=None if amd_certs_dir is None else load_amd_roots(Path(amd_certs_dir)),
+        now=_parse_now(now),
+    )
+    provider = _key_provider(
+        secrets_file,
+        share_index,
+        user_authentication_public_key,
+        user_key_id,
+        user_public_key,
+        user_secret,
+    )
+    secondary = None
+    if secondary_private_key is not None:
+        secondary = _private_key(secondary_private_key, "--secondary_private_key")
+    config = TvsConfig(
+        primary_private_key=_private_key(primary_private_key, "--primary_private_key"),
+        secondary_private_key=secondary,
+        key_provider=provider,
+        evidence_checker=checker,
+    )
+    address = listen if listen is not None else f"[::]:{port}"
+    _setup_logging()
+    server, bound = serve_bound(address, config.new_handler)
+    log = logging.getLogger("hats.tvs")
+    log.info(
+        "%d polic%s, users %s",
+        len(policies.policies),
+        "y" if len(policies.policies) == 1 else "ies",
+        ", ".join(repr(u) for u in provider.user_ids),
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        server.stop(grace=1)
+
+    signal.signal(signal.SIGTERM, stop)
+    click.echo(f"listening on {bound}")
+    sys.stdout.flush()
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:
+        server.stop(grace=1).wait()
+
+
+@tvs_group.command("split-secret")
+@click.option("--scheme", type=click.Choice(SCHEMES), required=True, help="Sharing scheme.")
+@click.option("--shares", type=click.IntRange(min=1), required=True, help="Number of shares.")
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    help="Shamir: shares needed (default max(N-1, 2)); XOR: must be N.",
+)
+@click.option("--secret", metavar="HEX", required=True, help="The secret, in hex.")
+def split_secret_command(scheme: str, shares: int, threshold: int | None, secret: str) -> None:
+    """Print the share JSONs of a secret, one per line, in share order."""
+    for share in split_secret(scheme, shares, threshold, decode_hex(secret, "--secret")):
+        click.echo(share.decode())
