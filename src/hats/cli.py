@@ -27,6 +27,19 @@ def cli() -> None:
     """Build, inspect and verify HATs system images."""
 
 
+@cli.command(
+    "orchestrator",
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def orchestrator_command(args: tuple[str, ...]) -> int:
+    """Run the HATs orchestrator (the image's /usr/bin/orchestrator_main; --help for flags)."""
+    from hats.orchestrator import main as orchestrator_main
+
+    return orchestrator_main(list(args))
+
+
 cli.add_command(image_group)
 cli.add_command(keys_group)
 cli.add_command(base_group)

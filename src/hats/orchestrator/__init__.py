@@ -1,21 +1,39 @@
 """``orchestrator_main``: the HATs orchestrator agent (``python3 -m hats.orchestrator``).
 
-Only the command line exists so far (wire-protocol.md §1); the agent itself
-comes in a later version. Until then :func:`main` parses the arguments
-(``--help`` works, bad arguments exit 2) and then exits with
-:data:`EXIT_NOT_IMPLEMENTED` after one line on stderr.
+:func:`main` parses the command line (the reference's flags, wire-protocol
+§1, plus ours below), sets up logging (:mod:`.logging_setup`), resolves the
+runtime user, runs start-up (:mod:`.startup`: metadata, keys, bundle,
+evidence, first attestation round, heartbeat), then serves the IPC socket
+(:mod:`.services`), unpacks the bundle (:mod:`.bundle`) and runs the
+container (:mod:`.runtime`) until it exits. Any
+:class:`~hats.errors.HatsError` ends the process with one line on stderr
+(and in the log) and exit status 1.
+
+Flags beyond the reference's: ``--dice-file``, ``--max-secret-staleness``,
+``--unwrap-secrets``, ``--rpc-timeout``, ``--runtime``,
+``--enable-instance-signing``, ``--key-provisioning-addr`` and
+``--log-to-stderr``.
 
 This module runs inside the system image on Debian's ``python3`` with only
 the agents tree's packages: import nothing but the standard library at module
-level.
+level (``--help`` must work without grpc).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import logging.handlers
+import math
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hats.agent_common import DEFAULT_LAUNCHER_ADDR, EXIT_NOT_IMPLEMENTED, not_implemented
+from hats.agent_common import DEFAULT_LAUNCHER_ADDR, EXIT_NOT_IMPLEMENTED
+
+if TYPE_CHECKING:
+    from hats.orchestrator.startup import StartupConfig
 
 PROG = "orchestrator_main"
 __all__ = ["DEFAULT_LAUNCHER_ADDR", "EXIT_NOT_IMPLEMENTED", "PROG", "build_parser", "main"]
@@ -27,6 +45,11 @@ DEFAULT_TVS_PUBLIC_KEYS_FILE = "/hats/tvs_public_keys.txt"
 SECRET_SHARE_TYPES = ("no-split", "shamir", "xor")
 DEFAULT_SECRET_SHARE_TYPE = "no-split"
 DEFAULT_TVS_HEARTBEAT_FREQUENCY = 3600
+DEFAULT_DICE_FILE = "/oak/dice"
+DEFAULT_RPC_TIMEOUT = 30.0
+RUNTIMES = ("runc", "process")
+DEFAULT_RUNTIME = "runc"
+EXIT_FAILURE = 1
 _U64_MAX = 2**64 - 1
 
 
@@ -107,10 +130,162 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_TVS_HEARTBEAT_FREQUENCY,
         help="seconds between re-attestations to the TVS (default: %(default)s)",
     )
+    parser.add_argument(
+        "--dice-file",
+        metavar="PATH",
+        default=DEFAULT_DICE_FILE,
+        help="stage1's DICE data; overwritten with zeros once read (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-secret-staleness",
+        metavar="SECONDS",
+        type=positive_seconds,
+        default=None,
+        help="stop serving the secrets when the last good refresh is older than this "
+        "(default: serve them forever, as the reference)",
+    )
+    parser.add_argument(
+        "--unwrap-secrets",
+        action="store_true",
+        help="unwrap the recovered secrets with the launcher's private-key wrapping keys "
+        "(off by default, as the reference)",
+    )
+    parser.add_argument(
+        "--rpc-timeout",
+        metavar="SECONDS",
+        type=positive_seconds,
+        default=DEFAULT_RPC_TIMEOUT,
+        help="deadline of every call to the launcher and of each TVS session; the bundle "
+        "download gets 20 times it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=DEFAULT_RUNTIME,
+        help="how the container runs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--enable-instance-signing",
+        action="store_true",
+        help="serve OrchestratorCrypto.Sign with the instance key (off by default: it signs "
+        "with the key that proves the VM to the TVS, spec §8.2)",
+    )
+    parser.add_argument(
+        "--key-provisioning-addr",
+        metavar="HOST:PORT",
+        default=None,
+        help="serve Oak's KeyProvisioning on this TCP address (default: off; the "
+        "ORCHESTRATOR_ADDR positional is kept for compatibility and not used)",
+    )
+    parser.add_argument(
+        "--log-to-stderr",
+        action="store_true",
+        help="log to stderr even when syslog (/dev/log) is present",
+    )
     return parser
 
 
+def positive_seconds(text: str) -> float:
+    """A finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds above 0")
+    return value
+
+
+def startup_config(args: argparse.Namespace) -> StartupConfig:
+    """The start-up settings from parsed arguments."""
+    from hats.orchestrator.startup import StartupConfig
+
+    return StartupConfig(
+        launcher_addr=args.launcher_addr,
+        tvs_public_keys_file=Path(args.tvs_public_keys_file),
+        secret_share_type=args.secret_share_type,
+        heartbeat_period=float(args.tvs_heartbeat_frequency),
+        dice_file=Path(args.dice_file),
+        max_secret_staleness=args.max_secret_staleness,
+        unwrap_secrets=args.unwrap_secrets,
+        rpc_timeout=args.rpc_timeout,
+    )
+
+
+def resolve_user(name: str) -> tuple[int, int]:
+    """``--runtime-user`` → (uid, gid)."""
+    import pwd
+
+    from hats.errors import HatsError
+
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise HatsError(f"--runtime-user: user `{name}` not found") from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start up, serve, run the container; its exit status."""
+    from hats.errors import HatsError
+    from hats.orchestrator import bundle, runtime, services
+    from hats.orchestrator.startup import start
+
+    if args.key_provisioning_addr is not None:
+        raise HatsError(
+            "--key-provisioning-addr: the KeyProvisioning server is not available in this version"
+        )
+    uid, gid = resolve_user(args.runtime_user)
+    started = start(startup_config(args))
+    log = logging.getLogger("hats.orchestrator")
+    try:
+        server = services.serve_ipc(
+            args.ipc_socket_path,
+            started.state,
+            enable_instance_signing=args.enable_instance_signing,
+            runtime_uid=uid,
+            runtime_gid=gid,
+        )
+        try:
+            container_dir = bundle.unpack_bundle(
+                started.state.bundle,
+                Path(args.container_dir),
+                uid=uid,
+                gid=gid,
+                ipc_socket_path=args.ipc_socket_path,
+            )
+            status = runtime.run_container(
+                container_dir,
+                runtime=args.runtime,
+                ipc_socket_path=args.ipc_socket_path,
+                uid=uid,
+                gid=gid,
+            )
+        finally:
+            server.stop(grace=1.0)
+    finally:
+        started.close()
+    log.info("container exited with status %d", status)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line; return the exit status."""
-    build_parser().parse_args(argv)
-    return not_implemented(PROG, "orchestrator")
+    """Parse the command line, run the orchestrator; return the exit status.
+
+    A :class:`~hats.errors.HatsError` ends it with one line on stderr and in
+    the log, and exit status 1.
+    """
+    args = build_parser().parse_args(argv)
+    from hats.errors import HatsError
+    from hats.orchestrator.logging_setup import setup_logging
+
+    handler = setup_logging(to_stderr=args.log_to_stderr)
+    log = logging.getLogger("hats.orchestrator")
+    try:
+        return run(args)
+    except HatsError as exc:
+        message = " ".join(str(exc).split())
+        log.error("%s", message)
+        if isinstance(handler, logging.handlers.SysLogHandler):
+            print(f"{PROG}: {message}", file=sys.stderr)  # stderr has not seen it yet
+        return EXIT_FAILURE
