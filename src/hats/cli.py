@@ -8,6 +8,7 @@ only for bugs.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -18,6 +19,7 @@ from hats.base.cli import base_group
 from hats.errors import HatsError
 from hats.image.cli import image_group
 from hats.keys.cli import keys_group
+from hats.launcher.cli import launcher_group
 from hats.tvs.cli import tvs_group
 
 
@@ -40,6 +42,53 @@ def orchestrator_command(args: tuple[str, ...]) -> int:
     return orchestrator_main(list(args))
 
 
+@cli.command("demo")
+@click.option(
+    "--tvs", "tvs", type=click.IntRange(1, 3), default=1, show_default=True, help="Number of TVSes."
+)
+@click.option(
+    "--share",
+    type=click.Choice(["no-split", "xor", "shamir"]),
+    default="no-split",
+    show_default=True,
+    help="How the secret is split across the TVSes.",
+)
+@click.option(
+    "--image",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="A system image (.tar.xz) to bind; default: a minimal one built here.",
+)
+@click.option(
+    "--tvs-heartbeat-frequency",
+    "heartbeat",
+    type=click.IntRange(min=1),
+    help="Orchestrator heartbeat period in seconds.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Keep the demo's files here (default: a temporary directory).",
+)
+def demo_command(
+    tvs: int, share: str, image: Path | None, heartbeat: int | None, workdir: Path | None
+) -> int:
+    """Run image → stage1 → TVS(es) → launcher → orchestrator → workload locally."""
+    from hats.demo import DemoOptions, run_demo
+
+    result = run_demo(
+        DemoOptions(tvs=tvs, share=share, image=image, heartbeat=heartbeat, workdir=workdir),
+        echo=click.echo,
+    )
+    if result.ok:
+        click.echo(
+            f"OK: the workload got key {result.expected_fingerprint} (fingerprint) "
+            "from the TVS(es), bound to the image and bundle digests"
+        )
+        return 0
+    click.echo("FAILED: the workload did not print the expected key fingerprint", err=True)
+    return 1
+
+
 cli.add_command(image_group)
 cli.add_command(keys_group)
 cli.add_command(base_group)
@@ -47,6 +96,7 @@ cli.add_command(stage1_group)
 cli.add_command(evidence_group)
 cli.add_command(policy_group)
 cli.add_command(tvs_group)
+cli.add_command(launcher_group)
 
 
 def main(argv: list[str] | None = None) -> int:

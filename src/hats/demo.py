@@ -1,0 +1,334 @@
+"""``hats demo``: the whole HATs flow on one machine, no VM, no root needed.
+
+Steps (each printed as it happens):
+
+1. a system image — the one given with ``--image``, or a small one built
+   here with the reference layout (a minimal base, the HATs layers);
+2. stage1 simulated on it (insecure root, the image's SHA-256 in the system
+   layer event) — the DICE data the orchestrator reads;
+3. the sample workload bundle (``examples/workload/get_keys.py``);
+4. an appraisal policy made from the build: image digest, bundle digest,
+   kernel values of the simulated stage0 (insecure);
+5. key pairs: one per TVS, one for the orchestrator's TVS authentication; a
+   random 32-byte secret (key id 64), split for ``xor``/``shamir``;
+6. N TVS processes (``hats tvs serve``), each serving its share;
+7. the launcher (``hats launcher serve``) proxying to them;
+8. the orchestrator (``hats orchestrator --runtime process``), which attests
+   to every TVS, recombines the secret and runs the workload; the workload
+   prints each key id and a SHA-256 fingerprint, never the key.
+
+Every process talks over unix sockets in a private work directory. The
+demo checks the fingerprint the workload printed against the secret it
+made, prints the result, and stops every process on exit or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from hats.errors import HatsError
+
+KEY_ID = "64"
+READY_TIMEOUT = 60.0
+
+
+class DemoError(HatsError):
+    """A demo step failed (the message names the step and the process)."""
+
+
+@dataclass
+class DemoOptions:
+    tvs: int = 1
+    share: str = "no-split"
+    image: Path | None = None
+    heartbeat: int | None = None
+    workdir: Path | None = None
+
+
+@dataclass
+class DemoResult:
+    ok: bool
+    expected_fingerprint: str
+    workload_output: str
+    image_sha256: str
+
+
+class _Process:
+    """A child process whose output is collected by a thread."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith("listening on"):
+                self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self) -> None:
+        if not self._ready.wait(READY_TIMEOUT) or self.proc.poll() is not None:
+            tail = self.lines[-1] if self.lines else "no output"
+            raise DemoError(f"{self.name} did not start: {tail}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._thread.join(5)
+
+
+def _hats(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "hats", *map(str, args)]
+
+
+def _run(step: str, args: list[str], env: dict[str, str]) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        raise DemoError(f"{step}: {lines[-1] if lines else 'failed'}")
+    return result.stdout
+
+
+def _minimal_image(work: Path, env: dict[str, str]) -> Path:
+    """A small image in the reference layout (toy base, placeholder binaries)."""
+    root = work / "base-root"
+    for sub in ("usr/bin", "etc/systemd/system", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "bin").symlink_to("usr/bin")
+    for name in ("sh", "journalctl"):
+        (root / "usr/bin" / name).write_bytes(b"#!/bin/sh\nexit 0\n")
+        (root / "usr/bin" / name).chmod(0o755)
+    binary = work / "placeholder-agent"
+    binary.write_bytes(b"#!/bin/sh\necho placeholder\n")
+    keys = work / "image-keys.txt"
+    from hats.keys.keyfile import format_key_file
+    from hats.keys.keygen import public_key_from_private
+
+    keys.write_bytes(format_key_file([public_key_from_private((1).to_bytes(32, "big"))]))
+    image = work / "hats_system_image_demo.tar.xz"
+    _run(
+        "system image",
+        _hats(
+            "image",
+            "build",
+            "-q",
+            "--base",
+            root,
+            "--tvs-keys",
+            keys,
+            "--secret-share-type",
+            "no-split",
+            "--orchestrator",
+            binary,
+            "--agent",
+            binary,
+            "--syslogd",
+            binary,
+            "-o",
+            image,
+        ),
+        env,
+    )
+    return image
+
+
+@contextmanager
+def _processes() -> Iterator[list[_Process]]:
+    running: list[_Process] = []
+    try:
+        yield running
+    finally:
+        for process in reversed(running):
+            process.stop()
+
+
+def run_demo(options: DemoOptions, echo: Callable[[str], None]) -> DemoResult:
+    """Run the demo; see the module docstring."""
+    if options.share == "no-split" and options.tvs != 1:
+        raise DemoError("--share no-split needs exactly one TVS (--tvs 1)")
+    if options.share == "xor" and options.tvs < 2:
+        raise DemoError("--share xor needs at least two TVSes")
+    if options.share == "shamir" and options.tvs < 3:
+        raise DemoError("--share shamir needs three TVSes (2 of 3)")
+    from hats.keys.keyfile import format_key_file
+    from hats.keys.keygen import generate_key_pair
+    from hats.orchestrator.sample_bundle import make_sample_bundle
+    from hats.tvs.split import split_secret
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryDirectory(prefix="hats-demo-") as tmp:
+        work = options.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        if options.image is not None:
+            image = options.image
+            echo(f"[1/8] system image: {image}")
+        else:
+            image = _minimal_image(work, env)
+            echo(f"[1/8] system image: built {image.name} (a minimal one; --image for yours)")
+        image_sha256 = hashlib.sha256(image.read_bytes()).hexdigest()
+        echo(f"      sha256 {image_sha256}")
+        dice = work / "dice.bin"
+        _run("stage1", _hats("stage1", "simulate", "--system-image", image, "-o", dice), env)
+        echo("[2/8] stage1 simulated (insecure root): DICE data with the image digest")
+        bundle = make_sample_bundle(work / "bundle.tar", python=sys.executable)
+        echo(
+            f"[3/8] workload bundle: {bundle.name} "
+            f"(sha256 {hashlib.sha256(bundle.read_bytes()).hexdigest()[:16]}…)"
+        )
+        policy = work / "policy.txtpb"
+        _run(
+            "policy",
+            _hats(
+                "policy",
+                "make",
+                "--system-image",
+                image,
+                "--bundle",
+                bundle,
+                "--like",
+                dice,
+                "--insecure",
+                "-o",
+                policy,
+            ),
+            env,
+        )
+        echo("[4/8] appraisal policy bound to the image and bundle digests")
+        tvs_keys = [generate_key_pair() for _ in range(options.tvs)]
+        client_private, client_public = generate_key_pair()
+        key_file = work / "tvs_public_keys.txt"
+        key_file.write_bytes(format_key_file([public for _, public in tvs_keys]))
+        secret = secrets.token_bytes(32)
+        expected = hashlib.sha256(secret).hexdigest()[:16]
+        secrets_file = work / "secrets.toml"
+        if options.share == "no-split":
+            lines = [f'private_key = "{secret.hex()}"']
+        else:
+            shares = [s.decode() for s in split_secret(options.share, options.tvs, None, secret)]
+            lines = ["shares = [" + ", ".join(f"'{s}'" for s in shares) + "]"]
+        secrets_file.write_text(
+            "[[users]]\n"
+            f'authentication_public_key = "{client_public.hex()}"\n'
+            "[[users.secrets]]\n"
+            f'key_id = "{KEY_ID}"\n'
+            'public_key = "demo public key"\n' + "\n".join(lines) + "\n"
+        )
+        secrets_file.chmod(0o600)
+        echo(
+            f"[5/8] keys: {options.tvs} TVS key pair(s), the orchestrator's; secret key id "
+            f"{KEY_ID} ({options.share}), fingerprint {expected}"
+        )
+        with _processes() as running:
+            addresses = []
+            for index, (private, _) in enumerate(tvs_keys):
+                address = f"unix:{work}/tvs{index}.sock"
+                args = _hats(
+                    "tvs",
+                    "serve",
+                    "--listen",
+                    address,
+                    "--primary_private_key",
+                    private.hex(),
+                    "--appraisal_policy_file",
+                    policy,
+                    "--accept_insecure_policies",
+                    "--secrets-file",
+                    secrets_file,
+                )
+                if options.share != "no-split":
+                    args += ["--share-index", str(index + 1)]
+                process = _Process(f"TVS {index}", args, env)
+                running.append(process)
+                process.wait_ready()
+                addresses.append(address)
+            echo(f"[6/8] {options.tvs} TVS(es) listening")
+            launcher_address = f"unix:{work}/launcher.sock"
+            launcher = _Process(
+                "launcher",
+                _hats(
+                    "launcher",
+                    "serve",
+                    "--listen",
+                    launcher_address,
+                    "--tvs_addresses",
+                    ",".join(addresses),
+                    "--tvs_authentication_key",
+                    client_private.hex(),
+                    "--system-image",
+                    image,
+                    "--bundle",
+                    bundle,
+                ),
+                env,
+            )
+            running.append(launcher)
+            launcher.wait_ready()
+            echo("[7/8] launcher listening")
+            user = pwd.getpwuid(os.getuid()).pw_name
+            args = _hats(
+                "orchestrator",
+                "--launcher-addr",
+                launcher_address,
+                "--tvs-public-keys-file",
+                key_file,
+                f"--secret-share-type={options.share}",
+                "--dice-file",
+                dice,
+                "--runtime",
+                "process",
+                "--container-dir",
+                work / "container",
+                "--ipc-socket-path",
+                work / "ipc" / "orchestrator_ipc",
+                "--runtime-user",
+                user,
+                "--log-to-stderr",
+            )
+            if options.heartbeat is not None:
+                args.append(f"--tvs-heartbeat-frequency={options.heartbeat}")
+            echo("[8/8] orchestrator: attesting to every TVS, then running the workload")
+            result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+            output = result.stdout
+            for line in output.splitlines():
+                echo(f"      workload: {line}")
+            if result.returncode != 0:
+                last = result.stderr.strip().splitlines()
+                raise DemoError(
+                    f"orchestrator exited {result.returncode}: {last[-1] if last else 'no output'}"
+                )
+        ok = f"key_id={KEY_ID}" in output and f"private_key_sha256={expected}" in output
+        if options.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return DemoResult(
+        ok=ok, expected_fingerprint=expected, workload_output=output, image_sha256=image_sha256
+    )

@@ -1,0 +1,46 @@
+"""The host side of a HATs CVM (spec system-image §5, wire-protocol §3.1–3.2, §3.5).
+
+``config`` reads the reference ``LauncherConfig`` and the system bundle;
+``services`` holds the three servicers (``oak.containers.Launcher``,
+``pcit.client.LauncherService`` with its lock-step TVS proxy, OTLP
+``LogsService``); ``server`` hosts them on one gRPC server (TCP, unix or
+vsock); ``cli`` is ``hats launcher serve``. QEMU is not started here.
+"""
+
+from hats.launcher.config import (
+    LauncherConfigError,
+    LauncherImages,
+    load_launcher_config,
+    open_system_bundle,
+    resolve_images,
+)
+from hats.launcher.server import ListenError, serve, start_server
+from hats.launcher.services import (
+    CHUNK_SIZE,
+    HatsLauncherService,
+    LauncherFlagError,
+    LogsService,
+    OakLauncher,
+    build_metadata,
+    make_tvs_channels,
+    tvs_channel_credentials,
+)
+
+__all__ = [
+    "CHUNK_SIZE",
+    "HatsLauncherService",
+    "LauncherConfigError",
+    "LauncherFlagError",
+    "LauncherImages",
+    "ListenError",
+    "LogsService",
+    "OakLauncher",
+    "build_metadata",
+    "load_launcher_config",
+    "make_tvs_channels",
+    "open_system_bundle",
+    "resolve_images",
+    "serve",
+    "start_server",
+    "tvs_channel_credentials",
+]

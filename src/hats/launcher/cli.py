@@ -1,0 +1,211 @@
+"""``hats launcher serve``: the host side of a HATs CVM, without QEMU.
+
+The flags keep the reference launcher's spellings (``--launcher_config_path``,
+``--tvs_addresses``, ``--tvs_authentication_key``, ``--private_key_wrapping_keys``,
+``--use_tls``, ``--tvs_access_token``); the rest are ours. When ready it prints
+``listening on ADDR`` on stdout; SIGINT/SIGTERM stop it cleanly. Key material
+and the access token are never printed.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+import grpc
+
+from hats.errors import HatsError
+from hats.fsio import write_bytes_atomic
+from hats.launcher.config import (
+    DEFAULT_CONFIG_PATH,
+    LauncherImages,
+    load_launcher_config,
+    resolve_images,
+)
+from hats.launcher.server import start_server
+from hats.launcher.services import (
+    HatsLauncherService,
+    LauncherFlagError,
+    LogsService,
+    OakLauncher,
+    build_metadata,
+    make_tvs_channels,
+    split_tvs_addresses,
+    tvs_channel_credentials,
+)
+from hats.pb.oak.attestation.v1 import evidence_pb2
+from hats.pb.pcit.client import launcher_pb2
+
+_print_lock = threading.Lock()
+
+
+def _say(line: str, err: bool = False) -> None:
+    with _print_lock:
+        click.echo(line, err=err)
+        (sys.stderr if err else sys.stdout).flush()
+
+
+@click.group("launcher")
+def launcher_group() -> None:
+    """The host side of a HATs CVM: Oak Launcher, LauncherService, OTLP logs."""
+
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+@launcher_group.command("serve")
+@click.option(
+    "--launcher_config_path",
+    type=_FILE,
+    default=None,
+    help="pcit.client.LauncherConfig text proto [default: ./launcher_config.txtpb if present].",
+)
+@click.option("--tvs_addresses", default="", help="Comma list of TVS gRPC targets; index = tvs_id.")
+@click.option(
+    "--tvs_authentication_key",
+    default="",
+    envvar="HATS_TVS_AUTHENTICATION_KEY",
+    show_envvar=True,
+    help="The orchestrator's P-256 private key (hex) handed out by FetchOrchestratorMetadata.",
+)
+@click.option(
+    "--private_key_wrapping_keys",
+    default="",
+    envvar="HATS_PRIVATE_KEY_WRAPPING_KEYS",
+    show_envvar=True,
+    help="Comma list of hex keys: the first is primary, the rest active.",
+)
+@click.option("--use_tls", is_flag=True, help="Connect to the TVSs with TLS.")
+@click.option(
+    "--tls_root_certs",
+    type=_FILE,
+    default=None,
+    help="PEM root certificates for --use_tls [default: gRPC's roots].",
+)
+@click.option(
+    "--tvs_access_token",
+    default="",
+    envvar="HATS_TVS_ACCESS_TOKEN",
+    show_envvar=True,
+    help="OAuth bearer token for the TVSs (needs --use_tls).",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:0",
+    show_default=True,
+    help="HOST:PORT (port 0 = any), unix:PATH or vsock://CID:PORT (explicit port).",
+)
+@click.option("--system-image", "system_image", type=_FILE, help="The system image (.tar.xz).")
+@click.option(
+    "--system-bundle",
+    "system_bundle",
+    type=_FILE,
+    help="A HATs system bundle tar (its system.tar.xz is served).",
+)
+@click.option("--bundle", "bundle", type=_FILE, help="The container (runc) bundle tar.")
+@click.option(
+    "--evidence-out",
+    "evidence_out",
+    type=_FILE,
+    help="Save the evidence received (binary oak.attestation.v1.Evidence).",
+)
+def serve_command(
+    launcher_config_path: Path | None,
+    tvs_addresses: str,
+    tvs_authentication_key: str,
+    private_key_wrapping_keys: str,
+    use_tls: bool,
+    tls_root_certs: Path | None,
+    tvs_access_token: str,
+    listen: str,
+    system_image: Path | None,
+    system_bundle: Path | None,
+    bundle: Path | None,
+    evidence_out: Path | None,
+) -> None:
+    """Serve the launcher's gRPC services until SIGINT/SIGTERM."""
+    config = None
+    if launcher_config_path is not None:
+        config = load_launcher_config(launcher_config_path)
+    elif DEFAULT_CONFIG_PATH.is_file() and system_image is None and system_bundle is None:
+        config = load_launcher_config(DEFAULT_CONFIG_PATH)
+
+    metadata = build_metadata(tvs_authentication_key, private_key_wrapping_keys)
+    root_certificates = None
+    if tls_root_certs is not None:
+        if not use_tls:
+            raise LauncherFlagError("--tls_root_certs needs --use_tls")
+        try:
+            root_certificates = tls_root_certs.read_bytes()
+        except OSError as exc:
+            raise LauncherFlagError(f"{tls_root_certs}: cannot read: {exc.strerror}") from None
+    credentials = tvs_channel_credentials(use_tls, root_certificates, tvs_access_token or None)
+    addresses = split_tvs_addresses(tvs_addresses)
+
+    images = resolve_images(
+        config, system_image=system_image, system_bundle=system_bundle, container_bundle=bundle
+    )
+    try:
+        _run(listen, images, metadata, addresses, credentials, evidence_out)
+    finally:
+        images.cleanup()
+
+
+def _run(
+    listen: str,
+    images: LauncherImages,
+    metadata: launcher_pb2.FetchOrchestratorMetadataResponse,
+    addresses: list[str],
+    credentials: grpc.ChannelCredentials | None,
+    evidence_out: Path | None,
+) -> None:
+    def on_evidence(evidence: evidence_pb2.Evidence) -> None:
+        data = evidence.SerializeToString()
+        if evidence_out is None:
+            _say(f"received attestation evidence ({len(data)} bytes)")
+            return
+        try:
+            write_bytes_atomic(evidence_out, data)
+        except HatsError as exc:
+            _say(f"hats launcher: cannot save the evidence: {exc}", err=True)
+            return
+        _say(f"received attestation evidence ({len(data)} bytes), saved to {evidence_out}")
+
+    oak = OakLauncher(
+        images.system_image,
+        images.container_bundle,
+        on_evidence=on_evidence,
+        on_app_ready=lambda: _say("app ready"),
+    )
+    channels = make_tvs_channels(addresses, credentials)
+    hats = HatsLauncherService(metadata, channels)
+    logs = LogsService(_say)
+    if images.system_image is None:
+        _say("hats launcher: no system image configured", err=True)
+    if images.container_bundle is None:
+        _say("hats launcher: no container bundle configured", err=True)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server, address = start_server(listen, oak=oak, hats=hats, logs=logs)
+        try:
+            _say(f"listening on {address}")
+            while not stop.wait(0.5):
+                pass
+        finally:
+            server.stop(grace=1.0).wait()
+            for channel in channels.values():
+                channel.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _say("stopped")
