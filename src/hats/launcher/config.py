@@ -25,7 +25,7 @@ from __future__ import annotations
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -246,8 +246,3 @@ def resolve_images(
         images.system_bundle = open_system_bundle(system_bundle, temp_root=temp_root)
         images.system_image = images.system_bundle.system_image
     return images
-
-
-def bundle_suffix_map(members: Mapping[str, str]) -> str:
-    """A one-line summary of the selected members, for logs."""
-    return ", ".join(f"{suffix}={name}" for suffix, name in sorted(members.items()))

@@ -20,6 +20,7 @@ or formats it. TVS error messages are passed on as the reference does.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -308,6 +309,12 @@ class HatsLauncherService(launcher_pb2_grpc.LauncherServiceServicer):
                 yield reply
                 message = next(request_iterator, None)
             finished.set()
+            # Half-close and wait for the TVS to end its side (as a C++ Finish()):
+            # dropping an unfinished call would cancel it. Its status is not ours.
+            outbound.put(_END)
+            with contextlib.suppress(grpc.RpcError):
+                for _ in call:
+                    pass
         finally:
             # Half-close towards the TVS; on any failure, cancel its call too.
             outbound.put(_END)
