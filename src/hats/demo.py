@@ -163,13 +163,241 @@ def _minimal_image(work: Path, env: dict[str, str]) -> Path:
 
 
 @contextmanager
-def _processes() -> Iterator[list[_Process]]:
+def processes() -> Iterator[list[_Process]]:
     running: list[_Process] = []
     try:
         yield running
     finally:
         for process in reversed(running):
             process.stop()
+
+
+@dataclass
+class DemoSetup:
+    """What :func:`prepare` made: the files, keys and secret of one run.
+
+    The secret and the private keys are key material: never print them.
+    """
+
+    work: Path
+    env: dict[str, str]
+    share: str
+    image: Path
+    image_sha256: str
+    dice: Path
+    bundle: Path
+    policy: Path
+    tvs_keys: list[tuple[bytes, bytes]]
+    client_private: bytes
+    key_file: Path
+    secret: bytes
+    expected_fingerprint: str
+    secrets_file: Path
+
+    def __repr__(self) -> str:
+        return f"DemoSetup(work={self.work!r}, share={self.share!r})"
+
+    def tvs_address(self, index: int) -> str:
+        """The unix socket address of TVS ``index`` (0-based)."""
+        return f"unix:{self.work}/tvs{index}.sock"
+
+    @property
+    def launcher_address(self) -> str:
+        return f"unix:{self.work}/launcher.sock"
+
+
+def prepare(
+    options: DemoOptions,
+    work: Path,
+    echo: Callable[[str], None],
+    *,
+    bundle: Path | None = None,
+) -> DemoSetup:
+    """Steps 1 to 5 in ``work``: image, DICE data, bundle, policy, keys, secrets file.
+
+    ``bundle``: use this bundle tar instead of the sample one (the policy is
+    made for it).
+    """
+    from hats.keys.keyfile import format_key_file
+    from hats.keys.keygen import generate_key_pair
+    from hats.orchestrator.sample_bundle import make_sample_bundle
+    from hats.tvs.split import split_secret
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    work.mkdir(parents=True, exist_ok=True)
+    if options.image is not None:
+        image = options.image
+        echo(f"[1/8] system image: {image}")
+    else:
+        image = _minimal_image(work, env)
+        echo(f"[1/8] system image: built {image.name} (a minimal one; --image for yours)")
+    image_sha256 = hashlib.sha256(image.read_bytes()).hexdigest()
+    echo(f"      sha256 {image_sha256}")
+    dice = work / "dice.bin"
+    _run("stage1", _hats("stage1", "simulate", "--system-image", image, "-o", dice), env)
+    echo("[2/8] stage1 simulated (insecure root): DICE data with the image digest")
+    if bundle is None:
+        bundle = make_sample_bundle(work / "bundle.tar", python=sys.executable)
+    echo(
+        f"[3/8] workload bundle: {bundle.name} "
+        f"(sha256 {hashlib.sha256(bundle.read_bytes()).hexdigest()[:16]}…)"
+    )
+    policy = work / "policy.txtpb"
+    make_policy(image, bundle, dice, policy, env)
+    echo("[4/8] appraisal policy bound to the image and bundle digests")
+    tvs_keys = [generate_key_pair() for _ in range(options.tvs)]
+    client_private, client_public = generate_key_pair()
+    key_file = work / "tvs_public_keys.txt"
+    key_file.write_bytes(format_key_file([public for _, public in tvs_keys]))
+    secret = secrets.token_bytes(32)
+    expected = hashlib.sha256(secret).hexdigest()[:16]
+    secrets_file = work / "secrets.toml"
+    if options.share == "no-split":
+        lines = [f'private_key = "{secret.hex()}"']
+    else:
+        shares = [s.decode() for s in split_secret(options.share, options.tvs, None, secret)]
+        lines = ["shares = [" + ", ".join(f"'{s}'" for s in shares) + "]"]
+    write_secrets_file(secrets_file, client_public, lines)
+    echo(
+        f"[5/8] keys: {options.tvs} TVS key pair(s), the orchestrator's; secret key id "
+        f"{KEY_ID} ({options.share}), fingerprint {expected}"
+    )
+    return DemoSetup(
+        work=work,
+        env=env,
+        share=options.share,
+        image=image,
+        image_sha256=image_sha256,
+        dice=dice,
+        bundle=bundle,
+        policy=policy,
+        tvs_keys=tvs_keys,
+        client_private=client_private,
+        key_file=key_file,
+        secret=secret,
+        expected_fingerprint=expected,
+        secrets_file=secrets_file,
+    )
+
+
+def make_policy(image: Path, bundle: Path, dice: Path, out: Path, env: dict[str, str]) -> Path:
+    """``hats policy make`` for the image and bundle (insecure, like the DICE data)."""
+    _run(
+        "policy",
+        _hats(
+            "policy",
+            "make",
+            "--system-image",
+            image,
+            "--bundle",
+            bundle,
+            "--like",
+            dice,
+            "--insecure",
+            "-o",
+            out,
+        ),
+        env,
+    )
+    return out
+
+
+def write_secrets_file(path: Path, client_public: bytes, lines: list[str]) -> Path:
+    """A TVS secrets file: one user (``client_public``), key id 64 with ``lines``."""
+    path.write_text(
+        "[[users]]\n"
+        f'authentication_public_key = "{client_public.hex()}"\n'
+        "[[users.secrets]]\n"
+        f'key_id = "{KEY_ID}"\n'
+        'public_key = "demo public key"\n' + "\n".join(lines) + "\n"
+    )
+    path.chmod(0o600)
+    return path
+
+
+def start_tvs(
+    setup: DemoSetup,
+    index: int,
+    running: list[_Process],
+    *,
+    policy: Path | None = None,
+    secrets_file: Path | None = None,
+) -> str:
+    """Start TVS ``index`` (0-based), wait until it listens; its address."""
+    private, _ = setup.tvs_keys[index]
+    address = setup.tvs_address(index)
+    args = _hats(
+        "tvs",
+        "serve",
+        "--listen",
+        address,
+        "--primary_private_key",
+        private.hex(),
+        "--appraisal_policy_file",
+        policy or setup.policy,
+        "--accept_insecure_policies",
+        "--secrets-file",
+        secrets_file or setup.secrets_file,
+    )
+    if setup.share != "no-split":
+        args += ["--share-index", str(index + 1)]
+    process = _Process(f"TVS {index}", args, setup.env)
+    running.append(process)
+    process.wait_ready()
+    return address
+
+
+def start_launcher(setup: DemoSetup, running: list[_Process]) -> str:
+    """Start the launcher proxying to every TVS address; its address."""
+    address = setup.launcher_address
+    launcher = _Process(
+        "launcher",
+        _hats(
+            "launcher",
+            "serve",
+            "--listen",
+            address,
+            "--tvs_addresses",
+            ",".join(setup.tvs_address(i) for i in range(len(setup.tvs_keys))),
+            "--tvs_authentication_key",
+            setup.client_private.hex(),
+            "--system-image",
+            setup.image,
+            "--bundle",
+            setup.bundle,
+        ),
+        setup.env,
+    )
+    running.append(launcher)
+    launcher.wait_ready()
+    return address
+
+
+def orchestrator_args(setup: DemoSetup, heartbeat: int | str | None = None) -> list[str]:
+    """The ``hats orchestrator --runtime process`` command line of the demo."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    args = _hats(
+        "orchestrator",
+        "--launcher-addr",
+        setup.launcher_address,
+        "--tvs-public-keys-file",
+        setup.key_file,
+        f"--secret-share-type={setup.share}",
+        "--dice-file",
+        setup.dice,
+        "--runtime",
+        "process",
+        "--container-dir",
+        setup.work / "container",
+        "--ipc-socket-path",
+        setup.work / "ipc" / "orchestrator_ipc",
+        "--runtime-user",
+        user,
+        "--log-to-stderr",
+    )
+    if heartbeat is not None:
+        args.append(f"--tvs-heartbeat-frequency={heartbeat}")
+    return args
 
 
 def run_demo(options: DemoOptions, echo: Callable[[str], None]) -> DemoResult:
@@ -180,144 +408,20 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None]) -> DemoResult:
         raise DemoError("--share xor needs at least two TVSes")
     if options.share == "shamir" and options.tvs < 3:
         raise DemoError("--share shamir needs three TVSes (2 of 3)")
-    from hats.keys.keyfile import format_key_file
-    from hats.keys.keygen import generate_key_pair
-    from hats.orchestrator.sample_bundle import make_sample_bundle
-    from hats.tvs.split import split_secret
-
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory(prefix="hats-demo-") as tmp:
         work = options.workdir or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        if options.image is not None:
-            image = options.image
-            echo(f"[1/8] system image: {image}")
-        else:
-            image = _minimal_image(work, env)
-            echo(f"[1/8] system image: built {image.name} (a minimal one; --image for yours)")
-        image_sha256 = hashlib.sha256(image.read_bytes()).hexdigest()
-        echo(f"      sha256 {image_sha256}")
-        dice = work / "dice.bin"
-        _run("stage1", _hats("stage1", "simulate", "--system-image", image, "-o", dice), env)
-        echo("[2/8] stage1 simulated (insecure root): DICE data with the image digest")
-        bundle = make_sample_bundle(work / "bundle.tar", python=sys.executable)
-        echo(
-            f"[3/8] workload bundle: {bundle.name} "
-            f"(sha256 {hashlib.sha256(bundle.read_bytes()).hexdigest()[:16]}…)"
-        )
-        policy = work / "policy.txtpb"
-        _run(
-            "policy",
-            _hats(
-                "policy",
-                "make",
-                "--system-image",
-                image,
-                "--bundle",
-                bundle,
-                "--like",
-                dice,
-                "--insecure",
-                "-o",
-                policy,
-            ),
-            env,
-        )
-        echo("[4/8] appraisal policy bound to the image and bundle digests")
-        tvs_keys = [generate_key_pair() for _ in range(options.tvs)]
-        client_private, client_public = generate_key_pair()
-        key_file = work / "tvs_public_keys.txt"
-        key_file.write_bytes(format_key_file([public for _, public in tvs_keys]))
-        secret = secrets.token_bytes(32)
-        expected = hashlib.sha256(secret).hexdigest()[:16]
-        secrets_file = work / "secrets.toml"
-        if options.share == "no-split":
-            lines = [f'private_key = "{secret.hex()}"']
-        else:
-            shares = [s.decode() for s in split_secret(options.share, options.tvs, None, secret)]
-            lines = ["shares = [" + ", ".join(f"'{s}'" for s in shares) + "]"]
-        secrets_file.write_text(
-            "[[users]]\n"
-            f'authentication_public_key = "{client_public.hex()}"\n'
-            "[[users.secrets]]\n"
-            f'key_id = "{KEY_ID}"\n'
-            'public_key = "demo public key"\n' + "\n".join(lines) + "\n"
-        )
-        secrets_file.chmod(0o600)
-        echo(
-            f"[5/8] keys: {options.tvs} TVS key pair(s), the orchestrator's; secret key id "
-            f"{KEY_ID} ({options.share}), fingerprint {expected}"
-        )
-        with _processes() as running:
-            addresses = []
-            for index, (private, _) in enumerate(tvs_keys):
-                address = f"unix:{work}/tvs{index}.sock"
-                args = _hats(
-                    "tvs",
-                    "serve",
-                    "--listen",
-                    address,
-                    "--primary_private_key",
-                    private.hex(),
-                    "--appraisal_policy_file",
-                    policy,
-                    "--accept_insecure_policies",
-                    "--secrets-file",
-                    secrets_file,
-                )
-                if options.share != "no-split":
-                    args += ["--share-index", str(index + 1)]
-                process = _Process(f"TVS {index}", args, env)
-                running.append(process)
-                process.wait_ready()
-                addresses.append(address)
+        setup = prepare(options, work, echo)
+        with processes() as running:
+            for index in range(options.tvs):
+                start_tvs(setup, index, running)
             echo(f"[6/8] {options.tvs} TVS(es) listening")
-            launcher_address = f"unix:{work}/launcher.sock"
-            launcher = _Process(
-                "launcher",
-                _hats(
-                    "launcher",
-                    "serve",
-                    "--listen",
-                    launcher_address,
-                    "--tvs_addresses",
-                    ",".join(addresses),
-                    "--tvs_authentication_key",
-                    client_private.hex(),
-                    "--system-image",
-                    image,
-                    "--bundle",
-                    bundle,
-                ),
-                env,
-            )
-            running.append(launcher)
-            launcher.wait_ready()
+            start_launcher(setup, running)
             echo("[7/8] launcher listening")
-            user = pwd.getpwuid(os.getuid()).pw_name
-            args = _hats(
-                "orchestrator",
-                "--launcher-addr",
-                launcher_address,
-                "--tvs-public-keys-file",
-                key_file,
-                f"--secret-share-type={options.share}",
-                "--dice-file",
-                dice,
-                "--runtime",
-                "process",
-                "--container-dir",
-                work / "container",
-                "--ipc-socket-path",
-                work / "ipc" / "orchestrator_ipc",
-                "--runtime-user",
-                user,
-                "--log-to-stderr",
-            )
-            if options.heartbeat is not None:
-                args.append(f"--tvs-heartbeat-frequency={options.heartbeat}")
+            args = orchestrator_args(setup, options.heartbeat)
             echo("[8/8] orchestrator: attesting to every TVS, then running the workload")
-            result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+            result = subprocess.run(
+                args, capture_output=True, text=True, env=setup.env, timeout=300
+            )
             output = result.stdout
             for line in output.splitlines():
                 echo(f"      workload: {line}")
@@ -326,9 +430,13 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None]) -> DemoResult:
                 raise DemoError(
                     f"orchestrator exited {result.returncode}: {last[-1] if last else 'no output'}"
                 )
+        expected = setup.expected_fingerprint
         ok = f"key_id={KEY_ID}" in output and f"private_key_sha256={expected}" in output
         if options.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     return DemoResult(
-        ok=ok, expected_fingerprint=expected, workload_output=output, image_sha256=image_sha256
+        ok=ok,
+        expected_fingerprint=expected,
+        workload_output=output,
+        image_sha256=setup.image_sha256,
     )
