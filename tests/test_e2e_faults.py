@@ -382,3 +382,27 @@ def test_launcher_restart_during_heartbeat_recovers(work: Path, images: tuple[Pa
     assert "long workload done" in out
     assert "Traceback" not in err
     _assert_no_secrets(setup, out, err, logs)
+
+
+def test_key_provisioning_server_only_when_asked(work: Path, images: tuple[Path, Path]) -> None:
+    """Oak's KeyProvisioning is off by default and listens where it is told to."""
+    setup = _prepare(work, images[0], 1, "no-split")
+    with processes() as running:
+        demo.start_tvs(setup, 0, running)
+        demo.start_launcher(setup, running)
+        default = _orchestrate(setup)
+    assert default.returncode == 0, default.stderr
+    assert "KeyProvisioning" not in default.stderr
+    setup = _prepare(work / "second", images[0], 1, "no-split")
+    with processes() as running:
+        demo.start_tvs(setup, 0, running)
+        demo.start_launcher(setup, running)
+        result = subprocess.run(
+            [*demo.orchestrator_args(setup, None), "--key-provisioning-addr", "127.0.0.1:0"],
+            capture_output=True,
+            text=True,
+            env=setup.env,
+            timeout=ORCHESTRATOR_TIMEOUT,
+        )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"KeyProvisioning server on 127\.0\.0\.1:", result.stderr), result.stderr

@@ -227,18 +227,18 @@ def resolve_user(name: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Start up, serve, run the container; its exit status."""
-    from hats.errors import HatsError
     from hats.orchestrator import bundle, runtime, services
     from hats.orchestrator.startup import start
 
-    if args.key_provisioning_addr is not None:
-        raise HatsError(
-            "--key-provisioning-addr: the KeyProvisioning server is not available in this version"
-        )
     uid, gid = resolve_user(args.runtime_user)
     started = start(startup_config(args))
     log = logging.getLogger("hats.orchestrator")
+    key_provisioning = None
     try:
+        # Oak's KeyProvisioning (§3.8) only when asked for, never on 0.0.0.0 by default.
+        key_provisioning = services.serve_key_provisioning(
+            args.key_provisioning_addr, started.state
+        )
         server = services.serve_ipc(
             args.ipc_socket_path,
             started.state,
@@ -264,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             server.stop(grace=1.0)
     finally:
+        if key_provisioning is not None:
+            key_provisioning.stop(grace=1.0)
         started.close()
     log.info("container exited with status %d", status)
     return status
