@@ -331,8 +331,6 @@ def start_tvs(
         "serve",
         "--listen",
         address,
-        "--primary_private_key",
-        private.hex(),
         "--appraisal_policy_file",
         policy or setup.policy,
         "--accept_insecure_policies",
@@ -341,7 +339,9 @@ def start_tvs(
     )
     if setup.share != "no-split":
         args += ["--share-index", str(index + 1)]
-    process = _Process(f"TVS {index}", args, setup.env)
+    # Private keys go through the environment, not the command line (`ps` shows it).
+    env = {**setup.env, "HATS_TVS_PRIMARY_PRIVATE_KEY": private.hex()}
+    process = _Process(f"TVS {index}", args, env)
     running.append(process)
     process.wait_ready()
     return address
@@ -359,14 +359,12 @@ def start_launcher(setup: DemoSetup, running: list[_Process]) -> str:
             address,
             "--tvs_addresses",
             ",".join(setup.tvs_address(i) for i in range(len(setup.tvs_keys))),
-            "--tvs_authentication_key",
-            setup.client_private.hex(),
             "--system-image",
             setup.image,
             "--bundle",
             setup.bundle,
         ),
-        setup.env,
+        {**setup.env, "HATS_TVS_AUTHENTICATION_KEY": setup.client_private.hex()},
     )
     running.append(launcher)
     launcher.wait_ready()

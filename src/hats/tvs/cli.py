@@ -148,8 +148,21 @@ def tvs_group() -> None:
 @click.option(
     "--listen", "listen", metavar="ADDR", help="HOST:PORT, unix:PATH or vsock://CID:PORT."
 )
-@click.option("--primary_private_key", metavar="HEX32", required=True, help="TVS primary key.")
-@click.option("--secondary_private_key", metavar="HEX32", help="TVS secondary key (rotation).")
+@click.option(
+    "--primary_private_key",
+    metavar="HEX32",
+    required=True,
+    envvar="HATS_TVS_PRIMARY_PRIVATE_KEY",
+    show_envvar=True,
+    help="TVS primary key (the variable keeps it out of `ps`).",
+)
+@click.option(
+    "--secondary_private_key",
+    metavar="HEX32",
+    envvar="HATS_TVS_SECONDARY_PRIVATE_KEY",
+    show_envvar=True,
+    help="TVS secondary key (rotation).",
+)
 @click.option(
     "--appraisal_policy_file",
     metavar="FILE",
