@@ -99,10 +99,9 @@ def compose(
     return tree
 
 
-def read_tree(reader: TarReader, label: Callable[[int], str] | None = None) -> EffectiveTree:
-    """The effective tree of an existing archive (members labelled by index)."""
+def read_tree(reader: TarReader) -> EffectiveTree:
+    """The effective tree of an existing archive (entries labelled ``#<member index>``)."""
     tree = EffectiveTree()
     for index, member in enumerate(reader):
-        name = label(index) if label else f"#{index}"
-        apply_member(tree, member, name, reader.chunks(), None)
+        apply_member(tree, member, f"#{index}", reader.chunks(), None)
     return tree
