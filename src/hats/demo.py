@@ -96,11 +96,11 @@ class _Process:
             tail = self.lines[-1] if self.lines else "no output"
             raise DemoError(f"{self.name} did not start: {tail}")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(10)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

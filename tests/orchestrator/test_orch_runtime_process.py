@@ -50,8 +50,20 @@ def test_runc_command_is_the_reference_command_line() -> None:
     ]
 
 
+def test_runc_is_found_where_debian_installs_it(tmp_path: Path, monkeypatch) -> None:
+    debian = tmp_path / "usr-sbin-runc"
+    debian.write_bytes(b"")
+    monkeypatch.setattr(runtime, "RUNC", str(tmp_path / "bin-runc"))
+    monkeypatch.setattr(runtime, "RUNC_FALLBACKS", (str(tmp_path / "missing"), str(debian)))
+    assert runtime.find_runc() == str(debian)
+    (tmp_path / "bin-runc").write_bytes(b"")
+    assert runtime.find_runc() == str(tmp_path / "bin-runc")
+    assert runtime.runc_command("/c", 1, 2, str(debian))[9] == str(debian)
+
+
 def test_runc_runtime_needs_its_tools_and_ids(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(runtime, "RUNC", str(tmp_path / "no-runc"))
+    monkeypatch.setattr(runtime, "RUNC_FALLBACKS", ())
     with pytest.raises(runtime.ContainerRuntimeError, match=r"no-runc; use --runtime process"):
         runtime.run_container(tmp_path, runtime="runc", ipc_socket_path="/s", uid=1, gid=1)
     true = str(Path(sys.executable))

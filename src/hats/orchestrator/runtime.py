@@ -51,6 +51,9 @@ from hats.orchestrator.bundle import BundleError, load_config, safe_parts
 
 SYSTEMD_RUN = "/bin/systemd-run"
 RUNC = "/bin/runc"
+#: Where Debian puts runc (its package installs /usr/sbin/runc, and merged /usr
+#: gives no /bin/runc): used when the reference's path does not exist.
+RUNC_FALLBACKS = ("/usr/sbin/runc", "/usr/bin/runc")
 RUNTIMES = ("runc", "process")
 IPC_ENV = "HATS_ORCHESTRATOR_IPC"
 """The variable through which the ``process`` runtime tells the workload the socket path."""
@@ -61,7 +64,15 @@ class ContainerRuntimeError(HatsError):
     """The container cannot be started."""
 
 
-def runc_command(container_dir: Path | str, uid: int, gid: int) -> list[str]:
+def find_runc() -> str | None:
+    """:data:`RUNC` if it exists, else the first of :data:`RUNC_FALLBACKS` that does."""
+    for candidate in (RUNC, *RUNC_FALLBACKS):
+        if os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def runc_command(container_dir: Path | str, uid: int, gid: int, runc: str = RUNC) -> list[str]:
     """The reference's ``systemd-run … runc run`` command line, word for word."""
     return [
         SYSTEMD_RUN,
@@ -73,7 +84,7 @@ def runc_command(container_dir: Path | str, uid: int, gid: int) -> list[str]:
         "--pty",
         "--wait",
         "--collect",
-        RUNC,
+        runc,
         "--root=${RUNTIME_DIRECTORY}/runc",
         "run",
         f"--bundle={container_dir}",
@@ -169,7 +180,10 @@ def run_container(
 ) -> int:
     """Run the unpacked bundle with ``runtime`` (``runc`` or ``process``); its exit status."""
     if runtime == "runc":
-        missing = [tool for tool in (SYSTEMD_RUN, RUNC) if not os.path.exists(tool)]
+        runc = find_runc()
+        missing = [SYSTEMD_RUN] if not os.path.exists(SYSTEMD_RUN) else []
+        if runc is None:
+            missing.append(RUNC)
         if missing:
             raise ContainerRuntimeError(
                 f"runtime runc needs {' and '.join(missing)}; use --runtime process "
@@ -177,7 +191,8 @@ def run_container(
             )
         if uid is None or gid is None:
             raise ContainerRuntimeError("runtime runc needs the runtime user's uid and gid")
-        command = runc_command(container_dir, uid, gid)
+        assert runc is not None
+        command = runc_command(container_dir, uid, gid, runc)
         try:
             return _status(subprocess.run(command, check=False).returncode)
         except OSError as exc:

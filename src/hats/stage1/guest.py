@@ -1,0 +1,204 @@
+"""The guest's stage1: PID 1 of our initramfs, until it hands over to the image's systemd.
+
+It does what Oak's stage1 does (``system-image.md`` §3.2–3.4), in the
+insecure (non-SEV) mode:
+
+1. configure the network from the kernel's ``ip=`` option (the launcher is
+   reached over QEMU's user network here, see :mod:`hats.stage1.network`);
+2. fetch the system image with ``oak.containers.Launcher/GetOakSystemImage``
+   (chunks kept in memory, retried while the launcher is unreachable);
+3. measure it: SHA-256 of the bytes received, *before* decompressing;
+4. create the DICE data of the insecure chain
+   (:func:`hats.attestation.simulate.simulate_stage1`; stage0's event records
+   this boot's ``/proc/cmdline``);
+5. mount a tmpfs on ``/rootfs`` (size ``brd.rd_size`` KiB when given: the
+   reference sizes its ramdisk with it) and unpack the image with Oak's
+   rules (:mod:`hats.stage1.unpack`), then the after-unpack steps
+   (``/etc/machine-id``, ``/oak/dice``, ``/.dockerenv``);
+6. take the interface down (the image's systemd-networkd configures it, after
+   udev has renamed it), unmount ``/proc``, ``/sys``, ``/dev`` and switch to
+   the new root: ``busybox switch_root /rootfs <init>`` with only
+   ``LAUNCHER_ADDR`` in the environment.
+
+Every failure prints one line ``hats-stage1: error: …`` on the console and
+exits, which panics the kernel; the launcher's ``panic=-1`` and QEMU's
+``-no-reboot`` then stop the VM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import lzma
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from hats.errors import HatsError
+from hats.stage1.errors import Stage1Error
+
+BUSYBOX = "/bin/busybox"
+ROOTFS = Path("/rootfs")
+PROC_CMDLINE = Path("/proc/cmdline")
+FETCH_BUDGET = 120.0
+
+
+def log(message: str) -> None:
+    print(f"hats-stage1: {message}", flush=True)
+
+
+def busybox(*args: str) -> None:
+    """Run a busybox applet; :class:`Stage1Error` with its output if it fails."""
+    result = subprocess.run([BUSYBOX, *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise Stage1Error(f"{' '.join(args)}: {detail[-1] if detail else result.returncode}")
+
+
+def configure_network(kernel_args: list[str]) -> str | None:
+    """Apply the ``ip=`` option; the interface configured, or ``None`` without one."""
+    from hats.stage1.network import choose_device, find_ip_option, parse_ip_option
+
+    option = find_ip_option(kernel_args)
+    if option is None:
+        return None
+    config = parse_ip_option(option)
+    device = choose_device(config.device, sorted(os.listdir("/sys/class/net")))
+    busybox("ip", "link", "set", "lo", "up")
+    busybox("ip", "addr", "add", config.cidr, "dev", device)
+    busybox("ip", "link", "set", device, "up")
+    if config.gateway:
+        busybox("ip", "route", "add", "default", "via", config.gateway, "dev", device)
+    log(f"network: {device} {config.cidr}" + (f" via {config.gateway}" if config.gateway else ""))
+    return device
+
+
+def fetch_image(launcher_addr: str) -> tuple[list[bytes], bytes]:
+    """The image's chunks and their SHA-256, from ``GetOakSystemImage`` (retried)."""
+    import grpc
+    from google.protobuf import empty_pb2
+
+    from hats.pb.oak.containers import interfaces_pb2_grpc
+    from hats.transport import parse_address
+
+    target = parse_address(launcher_addr).grpc_target()
+    deadline = time.monotonic() + FETCH_BUDGET
+    delay = 0.5
+    while True:
+        with grpc.insecure_channel(target) as channel:
+            stub = interfaces_pb2_grpc.LauncherStub(channel)
+            digest = hashlib.sha256()
+            chunks: list[bytes] = []
+            try:
+                for response in stub.GetOakSystemImage(empty_pb2.Empty(), timeout=FETCH_BUDGET):
+                    chunk = bytes(response.image_chunk)
+                    digest.update(chunk)
+                    chunks.append(chunk)
+                return chunks, digest.digest()
+            except grpc.RpcError as exc:
+                code = exc.code() if isinstance(exc, grpc.Call) else None
+                if code != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+                    raise Stage1Error(
+                        f"GetOakSystemImage from {launcher_addr}: {details}"
+                    ) from None
+        log(f"launcher {launcher_addr} unreachable, retrying in {delay:.1f} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only stream over the decompressed bytes of in-memory ``.xz`` chunks."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            if self._decompressor.eof:
+                return 0
+            if self._decompressor.needs_input:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    raise Stage1Error("system image: the .xz stream is truncated")
+            else:
+                chunk = b""
+            self._pending = self._decompressor.decompress(chunk, 1 << 20)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def mount_rootfs(kernel_args: list[str]) -> None:
+    options = "mode=0755"
+    for arg in kernel_args:
+        if arg.startswith("brd.rd_size=") and arg.split("=", 1)[1].isdigit():
+            options += f",size={arg.split('=', 1)[1]}k"
+    ROOTFS.mkdir(exist_ok=True)
+    busybox("mount", "-t", "tmpfs", "-o", options, "tmpfs", str(ROOTFS))
+
+
+def run(argv: Sequence[str]) -> tuple[str, str]:
+    """Steps 1–5; returns (init path, LAUNCHER_ADDR value) for the hand-over."""
+    from hats.attestation import dice
+    from hats.attestation.simulate import Stage0Inputs, simulate_stage1
+    from hats.stage1.cmdline import launcher_addr_env, parse_proc_cmdline, parse_stage1_args
+    from hats.stage1.finish import finish_root
+    from hats.stage1.unpack import unpack_image
+
+    args = parse_stage1_args(list(argv))
+    kernel_cmdline = PROC_CMDLINE.read_text(encoding="utf-8").rstrip("\n")
+    kernel_args = parse_proc_cmdline(kernel_cmdline).kernel_args
+    log(f"launcher {args.launcher_addr}, init {args.init}")
+    configure_network(kernel_args)
+    started = time.monotonic()
+    chunks, image_sha256 = fetch_image(args.launcher_addr)
+    size = sum(len(chunk) for chunk in chunks)
+    log(
+        f"system image: {size} bytes in {time.monotonic() - started:.1f} s, "
+        f"sha256 {image_sha256.hex()}"
+    )
+    # As Oak: the DICE data for the next layer exists before the image is processed.
+    dice_data = simulate_stage1(image_sha256, Stage0Inputs(kernel_cmdline=kernel_cmdline))
+    encoded = dice.encode_dice_data(dice_data)
+    mount_rootfs(kernel_args)
+    started = time.monotonic()
+    report = unpack_image(io.BufferedReader(_ChunkReader(chunks), 1 << 20), ROOTFS, mknod=True)
+    chunks.clear()
+    log(
+        f"unpacked {report.members} entries ({report.bytes} bytes) into {ROOTFS} "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    finish_root(ROOTFS, encoded)
+    return args.init, launcher_addr_env(args.launcher_addr)
+
+
+def hand_over(init: str, launcher_addr: str) -> None:
+    """Step 6: never returns on success."""
+    for device in sorted(os.listdir("/sys/class/net")):
+        if device != "lo":
+            busybox("ip", "link", "set", device, "down")
+    for mount in ("/sys", "/proc", "/dev"):
+        subprocess.run([BUSYBOX, "umount", "-l", mount], check=False)
+    log(f"switching to the system image: {init}")
+    os.execve(BUSYBOX, ["switch_root", str(ROOTFS), init], {"LAUNCHER_ADDR": launcher_addr})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        init, launcher_addr = run(sys.argv[1:] if argv is None else argv)
+        hand_over(init, launcher_addr)
+    except HatsError as exc:
+        print(f"hats-stage1: error: {exc}", flush=True)
+    except Exception as exc:  # PID 1 must say why it stops, whatever the cause
+        print(f"hats-stage1: error: {type(exc).__name__}: {exc}", flush=True)
+    return 1

@@ -1,0 +1,427 @@
+"""Unpack a system image exactly as Oak stage1 does.
+
+Stage1 chroots into the fresh root and feeds the decompressed image to
+``tar::Archive::new(..).unpack("/")`` with the defaults of tar-rs 0.4.40
+(spec system-image §3.4). :func:`unpack_image` applies the same rules to
+``dest`` as if it were ``/`` after a chroot: paths, including symlink targets
+in the image, are resolved inside ``dest`` (:mod:`hats.stage1.rootpath`), so
+nothing is ever written outside it and an absolute symlink means what it will
+mean after the switch to the new root.
+
+- Names: empty and ``.`` components and a leading ``/`` are ignored; an entry
+  with a ``..`` component is skipped; an entry naming only the root (``./``)
+  changes nothing.
+- Order: non-directory entries are unpacked as they come; directory entries
+  are kept and applied after all of them, in archive order (0.4.40 does not
+  sort them).
+- Parents: missing parents of an entry are created (mode ``0o777 & ~umask``,
+  no entry of their own). The parent must then resolve to an existing
+  directory: a dangling symlink fails (:class:`UnresolvablePathError`, tar-rs
+  "while canonicalizing"), a file fails (:class:`EntryConflictError`).
+- Regular files: created new (``O_EXCL``); an existing non-directory is
+  unlinked first (overwrite), so the later duplicate wins; an existing
+  directory fails. Data is streamed. Then mtime (atime = mtime; 0 becomes 1,
+  as tar-rs) and mode ``& 0o777``: setuid, setgid and sticky bits are dropped.
+- Symlinks: created with the target as written; an existing non-directory is
+  unlinked first. mtime is set on the link itself.
+- Hard links: the target, resolved from the root (it must exist, symlinks
+  followed), is linked (a symlink itself when the name is one); an existing
+  path is **not** replaced: tar-rs fails with "File exists", so stage1 fails.
+- Directories: created, or kept when a directory (or a symlink to one: tar-rs
+  follows it and sets the mode of its target) is there; mode ``& 0o777``.
+  tar-rs sets no directory mtime. A non-directory in the way fails.
+- Character/block devices and FIFOs: tar-rs 0.4.40 has no case for them and
+  writes them as empty regular files (mode, mtime as files). ``mknod=True``
+  creates the nodes instead, skipping (with a warning) those not permitted.
+- Ownership and xattrs are not applied: everything belongs to the unpacking
+  process.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hats.image import tarformat as tf
+from hats.image.compress import open_decompressed
+from hats.image.tarformat import Member
+from hats.image.tarstream import Readable, TarReader
+from hats.image.tree import normalize
+from hats.stage1.errors import (
+    EntryConflictError,
+    LinkTargetError,
+    UnpackError,
+    UnpackOSError,
+    UnresolvablePathError,
+)
+from hats.stage1.rootpath import Root
+
+DATA_CHUNK = 1 << 20
+_NODE_TYPES = {tf.CHRTYPE: stat.S_IFCHR, tf.BLKTYPE: stat.S_IFBLK, tf.FIFOTYPE: stat.S_IFIFO}
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
+@dataclass
+class UnpackReport:
+    """What :func:`unpack_image` did."""
+
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    devices: int = 0
+    skipped: int = 0
+    root_entries: int = 0
+    devices_skipped: int = 0
+    bytes: int = 0
+    skipped_names: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def members(self) -> int:
+        """Every archive member seen (meta headers not counted)."""
+        return (
+            self.files
+            + self.dirs
+            + self.symlinks
+            + self.hardlinks
+            + self.devices
+            + self.skipped
+            + self.root_entries
+            + self.devices_skipped
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "dirs": self.dirs,
+            "symlinks": self.symlinks,
+            "hardlinks": self.hardlinks,
+            "devices": self.devices,
+            "skipped": self.skipped,
+            "root_entries": self.root_entries,
+            "devices_skipped": self.devices_skipped,
+            "bytes": self.bytes,
+            "skipped_names": list(self.skipped_names),
+            "warnings": list(self.warnings),
+        }
+
+
+def _mtime(member: Member) -> int:
+    """tar-rs turns a zero mtime into 1 ("some tools don't ingest them well")."""
+    seconds = int(member.mtime)
+    return 1 if seconds == 0 else seconds
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+class _Unpacker:
+    def __init__(self, reader: TarReader, dest: str, mknod: bool) -> None:
+        self.reader = reader
+        self.root = Root(dest)
+        self.mknod = mknod
+        self.report = UnpackReport()
+
+    # -- helpers --------------------------------------------------------
+
+    def _where(self, member: Member, offset: int) -> str:
+        return f"{self.reader.source}: member {member.name!r} (header at byte {offset})"
+
+    @staticmethod
+    def _show(parts: list[str]) -> str:
+        return "/" + "/".join(parts)
+
+    def _os_error(self, member: Member, offset: int, doing: str, exc: OSError) -> UnpackOSError:
+        return UnpackOSError(f"{self._where(member, offset)}: {doing}: {_why(exc)}")
+
+    def _canonical(
+        self,
+        parts: list[str],
+        member: Member,
+        offset: int,
+        error: type[UnpackError] = UnresolvablePathError,
+    ) -> list[str]:
+        """tar-rs ``validate_inside_dst``: ``canonicalize`` (must exist, all symlinks
+        followed); inside the root by construction."""
+        try:
+            return self.root.resolve(parts, follow_final=True, strict=True)
+        except OSError as exc:
+            raise error(
+                f"{self._where(member, offset)}: cannot resolve {self._show(parts)}: {_why(exc)}"
+            ) from None
+
+    def _ensure_parent(self, parent: list[str], member: Member, offset: int) -> None:
+        """tar-rs ``ensure_dir_created``: create the missing ancestors, top down."""
+        depth = len(parent)
+        while depth > 0 and not self.root.lexists(parent[:depth]):
+            depth -= 1
+        for end in range(depth + 1, len(parent) + 1):
+            above = self._canonical(parent[: end - 1], member, offset)
+            path = self.root.host([*above, parent[end - 1]])
+            try:
+                os.mkdir(path)
+            except (FileExistsError, NotADirectoryError):
+                raise EntryConflictError(
+                    f"{self._where(member, offset)}: cannot create directory "
+                    f"{self._show(parent[:end])}: a non-directory is in the way"
+                ) from None
+            except OSError as exc:
+                raise self._os_error(
+                    member, offset, f"creating {self._show(parent[:end])}", exc
+                ) from None
+
+    def _at(self, parts: list[str]) -> str:
+        """The host path of ``parts``, its parent resolved *now* (tar-rs hands the
+        kernel ``/<path>`` for every call, so each call resolves it afresh)."""
+        parent = self.root.resolve(parts[:-1], follow_final=True, strict=True)
+        return self.root.host([*parent, parts[-1]])
+
+    def _fail(self, member: Member, offset: int, doing: str, exc: OSError) -> UnpackError:
+        """Map an ``OSError`` of a step to the error class of its kind."""
+        if isinstance(exc, FileNotFoundError | NotADirectoryError) or exc.errno == errno.ELOOP:
+            return UnresolvablePathError(f"{self._where(member, offset)}: {doing}: {_why(exc)}")
+        return self._os_error(member, offset, doing, exc)
+
+    def _unlink_existing(
+        self, parts: list[str], member: Member, offset: int, *, missing_ok: bool
+    ) -> None:
+        """tar-rs overwrite: ``remove_file`` what is in the way (never a directory).
+
+        For a regular file tar-rs ignores "not found" (the open that follows
+        reports it); for a symlink it is an error.
+        """
+        shown = self._show(parts)
+        try:
+            path = self._at(parts)
+            os.unlink(path)
+        except FileNotFoundError as exc:
+            if missing_ok:
+                return
+            raise self._fail(member, offset, f"removing {shown}", exc) from None
+        except (IsADirectoryError, PermissionError) as exc:
+            if os.path.isdir(exc.filename or "") and not os.path.islink(exc.filename or ""):
+                raise EntryConflictError(
+                    f"{self._where(member, offset)}: {shown} is a directory and a "
+                    f"{member.kind} cannot replace it: stage1 fails"
+                ) from None
+            raise self._os_error(member, offset, f"removing {shown}", exc) from None
+        except OSError as exc:
+            raise self._fail(member, offset, f"removing {shown}", exc) from None
+
+    # -- entries --------------------------------------------------------
+
+    def unpack_in(self, member: Member, offset: int) -> None:
+        rel = normalize(member.name)
+        if rel is None:
+            self.report.skipped += 1
+            self.report.skipped_names.append(member.name)
+            return
+        if rel == "":
+            self.report.root_entries += 1
+            return
+        parts = rel.split("/")
+        self._ensure_parent(parts[:-1], member, offset)
+        parent = self._canonical(parts[:-1], member, offset)
+        if not os.path.isdir(self.root.host(parent)):
+            raise EntryConflictError(
+                f"{self._where(member, offset)}: {self._show(parts[:-1])} is not a directory: "
+                "stage1 fails"
+            )
+        kind = member.type
+        if kind == tf.DIRTYPE:
+            self._directory(member, offset, parts)
+        elif kind == tf.SYMTYPE:
+            self._symlink(member, offset, parts)
+        elif kind == tf.LNKTYPE:
+            self._hardlink(member, offset, parts)
+        elif kind in _NODE_TYPES and self.mknod:
+            self._node(member, offset, parts)
+        else:
+            self._file(member, offset, parts)
+
+    def _directory(self, member: Member, offset: int, parts: list[str]) -> None:
+        shown = self._show(parts)
+        try:
+            os.mkdir(self._at(parts))
+            path = self._at(parts)
+        except FileExistsError:
+            # tar-rs: ``fs::metadata`` (a symlink followed) must say "directory";
+            # ``set_permissions`` then follows it too.
+            try:
+                path = self.root.host(self.root.resolve(parts, follow_final=True, strict=True))
+            except OSError:
+                path = ""
+            if not path or not os.path.isdir(path):
+                raise EntryConflictError(
+                    f"{self._where(member, offset)}: {shown} exists and is not a directory: "
+                    "stage1 fails"
+                ) from None
+        except OSError as exc:
+            raise self._fail(member, offset, f"creating {shown}", exc) from None
+        try:
+            os.chmod(path, member.mode & 0o777)
+        except OSError as exc:
+            raise self._fail(member, offset, f"chmod {shown}", exc) from None
+        self.report.dirs += 1
+
+    def _symlink(self, member: Member, offset: int, parts: list[str]) -> None:
+        shown = self._show(parts)
+        if not member.linkname:
+            raise LinkTargetError(f"{self._where(member, offset)}: symlink destination is empty")
+        try:
+            try:
+                os.symlink(member.linkname, self._at(parts))
+            except FileExistsError:
+                self._unlink_existing(parts, member, offset, missing_ok=False)
+                os.symlink(member.linkname, self._at(parts))
+            seconds = _mtime(member)
+            os.utime(self._at(parts), (seconds, seconds), follow_symlinks=False)
+        except OSError as exc:
+            raise self._fail(member, offset, f"symlink {shown}", exc) from None
+        self.report.symlinks += 1
+
+    def _hardlink(self, member: Member, offset: int, parts: list[str]) -> None:
+        shown = self._show(parts)
+        if not member.linkname:
+            raise LinkTargetError(f"{self._where(member, offset)}: hard link destination is empty")
+        target = member.linkname.split("/")
+        self._canonical(target, member, offset, LinkTargetError)
+        try:
+            source = self.root.host(self.root.resolve(target, follow_final=False, strict=True))
+            os.link(source, self._at(parts), follow_symlinks=False)
+        except FileExistsError:
+            raise EntryConflictError(
+                f"{self._where(member, offset)}: {shown} already exists and tar-rs does not "
+                "replace a path with a hard link: stage1 fails"
+            ) from None
+        except (PermissionError, IsADirectoryError) as exc:
+            raise LinkTargetError(
+                f"{self._where(member, offset)}: cannot hard link to {member.linkname!r}: "
+                f"{_why(exc)}"
+            ) from None
+        except OSError as exc:
+            raise self._fail(member, offset, f"hard link {shown}", exc) from None
+        self.report.hardlinks += 1
+
+    def _open_new(self, member: Member, offset: int, parts: list[str]) -> int:
+        shown = self._show(parts)
+        try:
+            return os.open(self._at(parts), _CREATE_FLAGS, 0o666)
+        except FileExistsError:
+            self._unlink_existing(parts, member, offset, missing_ok=True)
+        except OSError as exc:
+            raise self._fail(member, offset, f"creating {shown}", exc) from None
+        try:
+            return os.open(self._at(parts), _CREATE_FLAGS, 0o666)
+        except OSError as exc:
+            raise self._fail(member, offset, f"creating {shown}", exc) from None
+
+    def _file(self, member: Member, offset: int, parts: list[str]) -> None:
+        fd = self._open_new(member, offset, parts)
+        try:
+            written = 0
+            for chunk in self.reader.chunks(DATA_CHUNK):
+                _write_all(fd, chunk)
+                written += len(chunk)
+            seconds = _mtime(member)
+            os.utime(fd, (seconds, seconds))
+            os.fchmod(fd, member.mode & 0o777)
+        except OSError as exc:
+            raise self._os_error(member, offset, f"writing {self._show(parts)}", exc) from None
+        finally:
+            os.close(fd)
+        self.report.bytes += written
+        if member.type in _NODE_TYPES:
+            self.report.devices += 1
+        else:
+            self.report.files += 1
+
+    def _node(self, member: Member, offset: int, parts: list[str]) -> None:
+        shown = self._show(parts)
+        node_type = _NODE_TYPES[member.type]
+        device = os.makedev(member.devmajor, member.devminor) if node_type != stat.S_IFIFO else 0
+        try:
+            try:
+                os.mknod(self._at(parts), node_type | 0o600, device)
+            except FileExistsError:
+                self._unlink_existing(parts, member, offset, missing_ok=False)
+                os.mknod(self._at(parts), node_type | 0o600, device)
+        except PermissionError:
+            self.report.devices_skipped += 1
+            self.report.warnings.append(
+                f"{self._where(member, offset)}: {member.kind} not created: mknod not permitted"
+            )
+            return
+        except OSError as exc:
+            raise self._fail(member, offset, f"mknod {shown}", exc) from None
+        try:
+            path = self._at(parts)
+            os.chmod(path, member.mode & 0o777)
+            seconds = _mtime(member)
+            os.utime(path, (seconds, seconds), follow_symlinks=False)
+        except OSError as exc:
+            raise self._fail(member, offset, f"chmod {shown}", exc) from None
+        self.report.devices += 1
+
+    # -- the whole archive ------------------------------------------------
+
+    def run(self) -> UnpackReport:
+        deferred: list[tuple[Member, int]] = []
+        for member in self.reader:
+            offset = self.reader.offset - tf.BLOCK
+            if member.type == tf.DIRTYPE:
+                deferred.append((member, offset))
+            else:
+                self.unpack_in(member, offset)
+        for member, offset in deferred:
+            self.unpack_in(member, offset)
+        return self.report
+
+
+def _prepare_dest(dest: Path) -> str:
+    """tar-rs: create ``dest`` when missing, then work on its canonical path."""
+    try:
+        if not os.path.lexists(dest):
+            os.makedirs(dest)
+        canonical = os.path.realpath(dest, strict=True)
+    except OSError as exc:
+        raise UnpackOSError(f"{dest}: cannot use as destination: {exc.strerror or exc}") from None
+    if not os.path.isdir(canonical):
+        raise UnpackOSError(f"{dest}: destination is not a directory")
+    return canonical
+
+
+def unpack_image(
+    source: Readable,
+    dest: Path,
+    *,
+    source_name: str = "system image",
+    mknod: bool = False,
+) -> UnpackReport:
+    """Unpack the (decompressed) tar stream ``source`` into ``dest`` like stage1.
+
+    Constant memory: file data is streamed; only the directory entries are kept
+    until the end. Raises a :class:`~hats.stage1.errors.UnpackError` where
+    stage1 would fail (and :class:`~hats.image.tarformat.TarFormatError` for a
+    malformed archive); what was written until then stays.
+    """
+    reader = TarReader(source, source_name)
+    return _Unpacker(reader, _prepare_dest(Path(dest)), mknod).run()
+
+
+def unpack_image_file(image: Path, dest: Path, *, mknod: bool = False) -> UnpackReport:
+    """:func:`unpack_image` of an image file (``.tar``, ``.tar.xz``, …, detected by content)."""
+    with open_decompressed(image) as stream:
+        return unpack_image(stream, dest, source_name=str(image), mknod=mknod)

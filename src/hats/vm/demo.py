@@ -1,0 +1,295 @@
+"""``hats demo --vm``: the whole HATs flow with the system image booted in QEMU.
+
+Like :mod:`hats.demo`, but nothing runs on the host except the peers a real
+deployment has there (TVS, launcher, QEMU):
+
+1. keys: a TVS key pair, the orchestrator's TVS-authentication key pair, a
+   random 32-byte secret (key id 64);
+2. the system image: ``hats image build`` on the default base with Python and
+   our agents, with the TVS public key (or an image given with ``--image``
+   together with its TVS private key);
+3. the workload bundle: ``get_keys.py`` in a runc bundle with its own Python
+   (:mod:`hats.vm.workload`);
+4. the appraisal policy: the image's and the bundle's digests, the kernel
+   command line QEMU passes, and the simulated stage0 values stage1 records
+   (insecure root: no SEV-SNP here);
+5. the TVS (``hats tvs serve``) and the launcher with ``--vmm qemu``, which
+   boots the guest; stage1 fetches and measures the image, systemd starts our
+   orchestrator, syslogd and agent; the orchestrator attests to the TVS
+   through the launcher, gets the secret and runs the workload with runc,
+   whose output reaches the launcher through syslogd;
+6. the demo waits for the workload's ``key_id=64 … private_key_sha256=…``
+   line in the launcher's forwarded logs (or a refusal), then stops the
+   launcher, which powers the guest off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hats.demo import (
+    KEY_ID,
+    DemoError,
+    DemoSetup,
+    _hats,
+    _Process,
+    _run,
+    processes,
+    start_tvs,
+    write_secrets_file,
+)
+from hats.vm.qemu import LAUNCHER_GUEST_ADDR, kernel_cmdline
+
+Echo = Callable[[str], None]
+BOOT_TIMEOUT = 900.0
+POWEROFF_TIMEOUT = 120.0
+RAMDRIVE_SIZE_KB = 1536 * 1024
+#: The line the workload prints for our key, as forwarded by the launcher.
+_KEY_LINE = re.compile(r"key_id=(\S+) public_key=\S+ private_key_sha256=([0-9a-f]{16})")
+#: Lines that mean the orchestrator gave up (the TVS refused, or it failed).
+_FAILURE = re.compile(r"oak-orchestrator\.service: .*(error|refused|failed|denied)", re.I)
+
+
+@dataclass
+class VmDemoOptions:
+    workdir: Path
+    image: Path | None = None
+    tvs_private_key: bytes | None = None
+    accel: str = "auto"
+    xz_block_size: str | None = None
+    boot_timeout: float = BOOT_TIMEOUT
+    cache_dir: Path | None = None
+
+
+@dataclass
+class VmDemoResult:
+    ok: bool
+    refused: bool
+    expected_fingerprint: str
+    key_lines: list[str]
+    launcher_output: list[str]
+    boot_to_keys: float | None
+    clean_poweroff: bool
+    console_log: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def guest_cmdline() -> str:
+    """The kernel command line the launcher gives QEMU (and stage1 records)."""
+    return kernel_cmdline(launcher_addr=LAUNCHER_GUEST_ADDR, ramdrive_size_kb=RAMDRIVE_SIZE_KB)
+
+
+def prepare_vm(options: VmDemoOptions, echo: Echo) -> DemoSetup:
+    """Steps 1–4 in ``options.workdir``."""
+    from hats.keys.keyfile import format_key_file
+    from hats.keys.keygen import generate_key_pair, public_key_from_private
+    from hats.packaging.agents_layer import build_agents_tree
+    from hats.vm.workload import make_workload_bundle
+
+    work = options.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if options.cache_dir is not None:
+        env["HATS_CACHE_DIR"] = str(options.cache_dir)
+    if options.tvs_private_key is not None:
+        tvs_private = options.tvs_private_key
+        tvs_public = public_key_from_private(tvs_private)
+    else:
+        tvs_private, tvs_public = generate_key_pair()
+    client_private, client_public = generate_key_pair()
+    key_file = work / "tvs_public_keys.txt"
+    key_file.write_bytes(format_key_file([tvs_public]))
+    if options.image is not None:
+        image = options.image
+        echo(f"[1/6] system image: {image}")
+    else:
+        image = work / "hats_system_image_vm.tar.xz"
+        started = time.monotonic()
+        args = _hats(
+            "image",
+            "build",
+            "-q",
+            "--tvs-keys",
+            key_file,
+            "--secret-share-type",
+            "no-split",
+            "-o",
+            image,
+        )
+        if options.xz_block_size:
+            args += ["--xz-block-size", options.xz_block_size]
+        _run("system image", args, env)
+        echo(f"[1/6] system image built in {time.monotonic() - started:.0f} s: {image.name}")
+    image_sha256 = hashlib.sha256(image.read_bytes()).hexdigest()
+    echo(f"      sha256 {image_sha256}")
+    from hats.base.build import ensure_default_base
+
+    base = ensure_default_base(with_python=True, cache_dir=options.cache_dir)
+    bundle = work / "workload_bundle.tar"
+    agents = build_agents_tree(work / "agents", cache_dir=options.cache_dir)
+    make_workload_bundle(bundle, base=base, agents_site=agents.site_dir)
+    bundle_sha256 = hashlib.sha256(bundle.read_bytes()).hexdigest()
+    echo(f"[2/6] workload bundle (runc, own Python): sha256 {bundle_sha256[:16]}…")
+    dice = work / "reference_dice.bin"
+    _run(
+        "stage1 reference values",
+        _hats(
+            "stage1",
+            "simulate",
+            "--system-image",
+            image,
+            "--kernel-cmdline",
+            guest_cmdline(),
+            "-o",
+            dice,
+        ),
+        env,
+    )
+    policy = work / "policy.txtpb"
+    make_vm_policy(policy, image_sha256=image_sha256, bundle=bundle, dice=dice, env=env)
+    echo("[3/6] appraisal policy: image, bundle, guest command line (insecure root)")
+    secret = secrets.token_bytes(32)
+    expected = hashlib.sha256(secret).hexdigest()[:16]
+    secrets_file = work / "secrets.toml"
+    write_secrets_file(secrets_file, client_public, [f'private_key = "{secret.hex()}"'])
+    echo(f"[4/6] secret key id {KEY_ID}, fingerprint {expected}")
+    return DemoSetup(
+        work=work,
+        env=env,
+        share="no-split",
+        image=image,
+        image_sha256=image_sha256,
+        dice=dice,
+        bundle=bundle,
+        policy=policy,
+        tvs_keys=[(tvs_private, tvs_public)],
+        client_private=client_private,
+        key_file=key_file,
+        secret=secret,
+        expected_fingerprint=expected,
+        secrets_file=secrets_file,
+    )
+
+
+def make_vm_policy(
+    out: Path, *, image_sha256: str, bundle: Path, dice: Path, env: dict[str, str]
+) -> Path:
+    """An insecure policy: ``image_sha256``, the bundle, the kernel values of ``dice``."""
+    _run(
+        "policy",
+        _hats(
+            "policy",
+            "make",
+            "--system-image-sha256",
+            image_sha256,
+            "--bundle",
+            bundle,
+            "--like",
+            dice,
+            "--insecure",
+            "-o",
+            out,
+        ),
+        env,
+    )
+    return out
+
+
+def boot_and_wait(
+    setup: DemoSetup,
+    options: VmDemoOptions,
+    echo: Echo,
+    *,
+    policy: Path | None = None,
+    console_log: Path | None = None,
+) -> VmDemoResult:
+    """Steps 5–6: TVS, launcher with QEMU, wait for the workload's keys or a refusal."""
+    console = console_log or setup.work / "console.log"
+    expected = setup.expected_fingerprint
+    key_lines: list[str] = []
+    refused = False
+    boot_to_keys: float | None = None
+    with processes() as running:
+        start_tvs(setup, 0, running, policy=policy)
+        launcher = _Process(
+            "launcher",
+            _hats(
+                "launcher",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--tvs_addresses",
+                setup.tvs_address(0),
+                "--system-image",
+                setup.image,
+                "--bundle",
+                setup.bundle,
+                "--vmm",
+                "qemu",
+                "--accel",
+                options.accel,
+                "--console-log",
+                console,
+            ),
+            {**setup.env, "HATS_TVS_AUTHENTICATION_KEY": setup.client_private.hex()},
+        )
+        running.append(launcher)
+        launcher.wait_ready()
+        started = time.monotonic()
+        echo(f"[5/6] TVS and launcher up; the guest is booting (console: {console})")
+        seen = 0
+        deadline = started + options.boot_timeout
+        while time.monotonic() < deadline and launcher.proc.poll() is None:
+            lines = launcher.lines[seen:]
+            seen += len(lines)
+            for line in lines:
+                if line.startswith("vm:") or "oak-orchestrator" in line:
+                    echo(f"      {line}")
+                match = _KEY_LINE.search(line)
+                if match:
+                    key_lines.append(line)
+                    boot_to_keys = time.monotonic() - started
+                elif _FAILURE.search(line):
+                    refused = True
+            if key_lines or refused:
+                break
+            time.sleep(0.5)
+        # Stopping the launcher presses the guest's power button and waits for it.
+        launcher.stop(timeout=POWEROFF_TIMEOUT + 30.0)
+    clean = any(line.startswith("vm: powered off") for line in launcher.lines)
+    ok = any(f"key_id={KEY_ID}" in line and expected in line for line in key_lines)
+    echo(
+        "[6/6] "
+        + (
+            f"the workload got key {KEY_ID} with the expected fingerprint"
+            if ok
+            else ("the orchestrator got no keys (refused)" if refused else "no keys")
+        )
+    )
+    return VmDemoResult(
+        ok=ok,
+        refused=refused,
+        expected_fingerprint=expected,
+        key_lines=key_lines,
+        launcher_output=list(launcher.lines),
+        boot_to_keys=boot_to_keys,
+        clean_poweroff=clean,
+        console_log=console,
+    )
+
+
+def run_vm_demo(options: VmDemoOptions, echo: Echo) -> VmDemoResult:
+    setup = prepare_vm(options, echo)
+    result = boot_and_wait(setup, options, echo)
+    if not result.ok:
+        raise DemoError(
+            f"the workload did not print the expected key; see the console log {result.console_log}"
+        )
+    return result

@@ -1,0 +1,242 @@
+"""QEMU for the insecure (non-SEV) guest: the command line (pure) and the accelerator probe.
+
+Command line (reference order, ``system-image.md`` §5.3, with these
+differences for a host without SEV-SNP, vhost-vsock or working KVM)::
+
+    qemu-system-x86_64 (-enable-kvm -cpu host | -accel tcg -cpu max)
+      -m <ram>K -smp <cpus> -nodefaults -nographic -no-reboot
+      -machine q35
+      -netdev user,id=netdev[,hostfwd=tcp:127.0.0.1:<proxy>-10.0.2.15:8080]
+              ,guestfwd=tcp:10.0.2.100:8080-cmd:<python> -m hats.vm.relay <launcher>
+      -device virtio-net-pci,disable-legacy=on,iommu_platform=true,netdev=netdev,romfile=
+      [-device vhost-vsock-pci,guest-cid=<cid>,rombar=0]      (only with /dev/vhost-vsock)
+      -kernel <kernel> -initrd <initrd> -append <cmdline>
+      -serial file:<console log> -qmp unix:<socket>,server=on,wait=off
+
+* ``q35``, not ``microvm,acpi=on,pcie=on``: Debian's kernel finds no PCI
+  configuration space on microvm's PCIe host (checked: "PCI: Fatal: No config
+  space access function found") and then has no network;
+* no ``-bios <stage0>``: there is no insecure stage0 here; QEMU's own
+  firmware loads the kernel, and stage1 simulates stage0's DICE layer;
+* the launcher is reached through SLIRP's guest forward to ``10.0.2.100:8080``
+  (Oak's own launcher does the same): the relay command connects each guest
+  connection to the launcher's TCP or unix address. With vhost-vsock the
+  ``vsock://2:<port>`` form of the reference can be used instead;
+* the kernel command line keeps the reference form (§3.5) with the launcher
+  address after ``--``.
+
+Commas in option values are doubled, QEMU's escape.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hats.errors import HatsError
+
+QEMU = "qemu-system-x86_64"
+GUEST_ADDRESS = "10.0.2.15"
+LAUNCHER_GUEST_HOST = "10.0.2.100"
+LAUNCHER_GUEST_PORT = 8080
+LAUNCHER_GUEST_ADDR = f"http://{LAUNCHER_GUEST_HOST}:{LAUNCHER_GUEST_PORT}"
+VHOST_VSOCK = Path("/dev/vhost-vsock")
+KVM = Path("/dev/kvm")
+ACCELERATORS = ("auto", "kvm", "tcg")
+
+#: ``ip=`` by network mode (§3.5; ``virtual_bridge`` needs a TAP device, not supported here).
+IP_CONFIG = {
+    "inbound_only": f"{GUEST_ADDRESS}:::255.255.255.0::enp0s1:off",
+    "inbound_and_outbound": f"{GUEST_ADDRESS}::10.0.2.2:255.255.255.0::enp0s1:off",
+}
+
+
+class QemuError(HatsError):
+    """QEMU cannot be started or stopped as asked."""
+
+
+def escape(value: str) -> str:
+    """A value for a QEMU ``key=value,…`` option (commas doubled)."""
+    return value.replace(",", ",,")
+
+
+def kernel_cmdline(
+    *,
+    launcher_addr: str,
+    ramdrive_size_kb: int,
+    network_mode: str = "inbound_only",
+    debug: bool = False,
+) -> str:
+    """The reference's ``-append`` string (§3.5): leading space, ``--`` then stage1's flag."""
+    if network_mode not in IP_CONFIG:
+        raise QemuError(f"network mode {network_mode!r}: expected one of {sorted(IP_CONFIG)}")
+    prefix = "debug " if debug else ""
+    return (
+        f"{prefix} console=ttyS0 panic=-1 brd.rd_nr=1 brd.rd_size={ramdrive_size_kb}"
+        f" brd.max_part=1 ip={IP_CONFIG[network_mode]} quiet -- --launcher-addr={launcher_addr}"
+    )
+
+
+@dataclass(frozen=True)
+class VmConfig:
+    """What the QEMU command line is made of."""
+
+    kernel: Path
+    initrd: Path
+    launcher_target: str  # where the relay connects: "HOST:PORT" or "unix:PATH"
+    console_log: Path
+    qmp_socket: Path
+    accel: str = "tcg"  # "kvm" or "tcg" (resolve "auto" first)
+    ram_size_kb: int = 2 * 1024 * 1024
+    num_cpus: int = 2
+    ramdrive_size_kb: int = 1536 * 1024
+    network_mode: str = "inbound_only"
+    host_proxy_port: int | None = None
+    vsock_cid: int | None = None
+    debug: bool = False
+    qemu: str = QEMU
+    python: str = field(default_factory=lambda: sys.executable)
+
+    @property
+    def cmdline(self) -> str:
+        return kernel_cmdline(
+            launcher_addr=LAUNCHER_GUEST_ADDR,
+            ramdrive_size_kb=self.ramdrive_size_kb,
+            network_mode=self.network_mode,
+            debug=self.debug,
+        )
+
+
+def relay_command(python: str, target: str) -> str:
+    """The guest-forward command: one relay process per guest connection."""
+    return " ".join(shlex.quote(part) for part in (python, "-m", "hats.vm.relay", target))
+
+
+def qemu_argv(config: VmConfig) -> list[str]:
+    """The QEMU command line for ``config`` (see the module docstring)."""
+    if config.accel == "kvm":
+        accel = ["-enable-kvm", "-cpu", "host"]
+    elif config.accel == "tcg":
+        accel = ["-accel", "tcg", "-cpu", "max"]
+    else:
+        raise QemuError(f"accelerator {config.accel!r}: expected kvm or tcg")
+    netdev = "user,id=netdev"
+    if config.host_proxy_port is not None:
+        netdev += f",hostfwd=tcp:127.0.0.1:{config.host_proxy_port}-{GUEST_ADDRESS}:8080"
+    relay = relay_command(config.python, config.launcher_target)
+    netdev += f",guestfwd=tcp:{LAUNCHER_GUEST_HOST}:{LAUNCHER_GUEST_PORT}-cmd:{escape(relay)}"
+    argv = [
+        config.qemu,
+        *accel,
+        "-m",
+        f"{config.ram_size_kb}K",
+        "-smp",
+        str(config.num_cpus),
+        "-nodefaults",
+        "-nographic",
+        "-no-reboot",
+        "-machine",
+        "q35",
+        "-netdev",
+        netdev,
+        "-device",
+        "virtio-net-pci,disable-legacy=on,iommu_platform=true,netdev=netdev,romfile=",
+    ]
+    if config.vsock_cid is not None:
+        argv += ["-device", f"vhost-vsock-pci,guest-cid={config.vsock_cid},rombar=0"]
+    argv += [
+        "-kernel",
+        str(config.kernel),
+        "-initrd",
+        str(config.initrd),
+        "-append",
+        config.cmdline,
+        "-serial",
+        f"file:{escape(str(config.console_log))}",
+        "-qmp",
+        f"unix:{escape(str(config.qmp_socket))},server=on,wait=off",
+    ]
+    return argv
+
+
+def random_cid() -> int:
+    """A guest CID as the reference picks one: uniform in [1024, 1000000)."""
+    return random.randrange(1024, 1_000_000)
+
+
+def probe_kvm(kernel: Path, *, qemu: str = QEMU, timeout: float = 15.0) -> tuple[bool, str]:
+    """Whether KVM really runs a guest here: boot ``kernel`` until it prints its banner.
+
+    ``/dev/kvm`` existing is not enough (on some hosts ``-cpu host`` fails
+    with "failed to set MSR", or the guest hangs): the probe starts QEMU with
+    KVM and the kernel alone and waits for ``Linux version`` on the serial
+    console. Returns (works, reason).
+    """
+    if not KVM.exists():
+        return False, "/dev/kvm does not exist"
+    if not os.access(KVM, os.R_OK | os.W_OK):
+        return False, "/dev/kvm is not accessible"
+    argv = [
+        qemu,
+        "-enable-kvm",
+        "-cpu",
+        "host",
+        "-m",
+        "256M",
+        "-machine",
+        "q35",
+        "-nodefaults",
+        "-nographic",
+        "-no-reboot",
+        "-kernel",
+        str(kernel),
+        "-append",
+        "console=ttyS0 panic=-1",
+        "-serial",
+        "stdio",
+    ]
+    try:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+    except OSError as exc:
+        return False, f"{qemu}: {exc.strerror}"
+    assert process.stdout is not None
+    os.set_blocking(process.stdout.fileno(), False)
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            chunk = process.stdout.read() or b""
+            output += chunk
+            if b"Linux version" in output:
+                return True, "the KVM probe guest booted"
+            if process.poll() is not None and not chunk:
+                break
+            time.sleep(0.1)
+    finally:
+        process.kill()
+        process.wait()
+    lines = [line for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
+    detail = lines[-1].strip() if lines and process.returncode else "the guest did not boot"
+    return False, f"KVM does not work here ({detail[:120]})"
+
+
+def choose_accel(requested: str, kernel: Path, *, qemu: str = QEMU) -> tuple[str, str]:
+    """Resolve ``auto|kvm|tcg`` to ``kvm`` or ``tcg``, with the reason."""
+    if requested not in ACCELERATORS:
+        raise QemuError(f"--accel {requested}: expected one of {', '.join(ACCELERATORS)}")
+    if requested == "tcg":
+        return "tcg", "software emulation requested"
+    works, reason = probe_kvm(kernel, qemu=qemu)
+    if works:
+        return "kvm", reason
+    if requested == "kvm":
+        raise QemuError(f"--accel kvm: {reason}")
+    return "tcg", f"{reason}; using software emulation (TCG)"

@@ -1,0 +1,77 @@
+"""The sample workload as a self-contained runc bundle for the guest.
+
+The host demo runs ``examples/workload/get_keys.py`` with the host's Python
+(the ``process`` runtime). In the guest the orchestrator runs it with runc,
+so its bundle carries its own root filesystem::
+
+    config.json                     the sample config (hats.orchestrator.sample_bundle),
+                                    process.args = [/usr/bin/python3, get_keys.py]
+    rootfs/app/get_keys.py
+    rootfs/usr/bin/python3.11 …     Debian's Python from the base (hats.vm.pyruntime)
+    rootfs/usr/lib/python3/dist-packages/grpc/ …   grpcio, the script's one dependency
+    rootfs/dev/ rootfs/proc/ rootfs/tmp/            mount points
+
+``dist-packages`` is on Debian Python's default path, so the script runs
+without flags. The tar is deterministic (sorted, 0:0, mtime 2000-01-01).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from hats.errors import HatsError
+from hats.fsio import atomic_output
+from hats.orchestrator.sample_bundle import DEFAULT_SCRIPT, SCRIPT_NAME, sample_config
+from hats.vm.pyruntime import python_runtime
+from hats.vm.tree import Tree
+
+DIST_PACKAGES = "usr/lib/python3/dist-packages"
+#: Top-level names of the agents' site directory the workload needs.
+WORKLOAD_PACKAGES = ("grpc",)
+
+
+class WorkloadBundleError(HatsError):
+    """The workload bundle cannot be made."""
+
+
+def workload_rootfs(base: Path, agents_site: Path, script: Path | None = None) -> Tree:
+    runtime = python_runtime(base)
+    tree = runtime.tree
+    packages = Tree()
+    for name in WORKLOAD_PACKAGES:
+        source = agents_site / name
+        if not source.is_dir():
+            raise WorkloadBundleError(f"{agents_site}: has no {name} package")
+        packages.add_directory_from_disk(source, f"{DIST_PACKAGES}/{name}")
+    for info in sorted(agents_site.glob("grpcio-*.dist-info")):
+        packages.add_directory_from_disk(info, f"{DIST_PACKAGES}/{info.name}")
+    runtime.add_elf_closure(
+        (name, entry.data) for name, entry in packages.items() if entry.kind == "file"
+    )
+    tree.merge(packages)
+    source = script or DEFAULT_SCRIPT
+    try:
+        tree.file(f"app/{SCRIPT_NAME}", source.read_bytes())
+    except OSError as exc:
+        raise WorkloadBundleError(f"{source}: cannot read: {exc.strerror}") from None
+    for directory in ("dev", "proc", "tmp", "oak_utils"):
+        tree.directory(directory)
+    return tree
+
+
+def make_workload_bundle(
+    out: Path, *, base: Path, agents_site: Path, script: Path | None = None
+) -> Path:
+    """Write the bundle tar to ``out`` atomically; return ``out``."""
+    rootfs = workload_rootfs(base, agents_site, script)
+    bundle = Tree()
+    config = json.dumps(sample_config("/usr/bin/python3"), indent=2) + "\n"
+    bundle.file("config.json", config.encode())
+    bundle.merge(rootfs, "rootfs")
+    buffer = io.BytesIO()
+    bundle.write_tar(buffer)
+    with atomic_output(out) as handle:
+        handle.write(buffer.getvalue())
+    return out
