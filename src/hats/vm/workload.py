@@ -8,7 +8,7 @@ so its bundle carries its own root filesystem::
                                     process.args = [/usr/bin/python3, get_keys.py]
     rootfs/app/get_keys.py
     rootfs/usr/bin/python3.11 …     Debian's Python from the base (hats.vm.pyruntime)
-    rootfs/usr/lib/python3/dist-packages/grpc/ …   grpcio, the script's one dependency
+    rootfs/usr/lib/python3/dist-packages/grpc/ …   grpcio (and typing_extensions)
     rootfs/dev/ rootfs/proc/ rootfs/tmp/            mount points
 
 ``dist-packages`` is on Debian Python's default path, so the script runs
@@ -28,8 +28,10 @@ from hats.vm.pyruntime import python_runtime
 from hats.vm.tree import Tree
 
 DIST_PACKAGES = "usr/lib/python3/dist-packages"
-#: Top-level names of the agents' site directory the workload needs.
-WORKLOAD_PACKAGES = ("grpc",)
+#: Distributions of the agents' site directory the workload needs (grpcio and
+#: what it imports), by their top-level names and dist-info prefixes.
+WORKLOAD_PACKAGES = ("grpc", "typing_extensions.py")
+WORKLOAD_DIST_INFO = ("grpcio-", "typing_extensions-")
 
 
 class WorkloadBundleError(HatsError):
@@ -42,11 +44,15 @@ def workload_rootfs(base: Path, agents_site: Path, script: Path | None = None) -
     packages = Tree()
     for name in WORKLOAD_PACKAGES:
         source = agents_site / name
-        if not source.is_dir():
-            raise WorkloadBundleError(f"{agents_site}: has no {name} package")
-        packages.add_directory_from_disk(source, f"{DIST_PACKAGES}/{name}")
-    for info in sorted(agents_site.glob("grpcio-*.dist-info")):
-        packages.add_directory_from_disk(info, f"{DIST_PACKAGES}/{info.name}")
+        if source.is_dir():
+            packages.add_directory_from_disk(source, f"{DIST_PACKAGES}/{name}")
+        elif source.is_file():
+            packages.file(f"{DIST_PACKAGES}/{name}", source.read_bytes())
+        else:
+            raise WorkloadBundleError(f"{agents_site}: has no {name}")
+    for prefix in WORKLOAD_DIST_INFO:
+        for info in sorted(agents_site.glob(f"{prefix}*.dist-info")):
+            packages.add_directory_from_disk(info, f"{DIST_PACKAGES}/{info.name}")
     runtime.add_elf_closure(
         (name, entry.data) for name, entry in packages.items() if entry.kind == "file"
     )
