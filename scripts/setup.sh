@@ -11,6 +11,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # mmdebstrap: the default base; xz/zstd/gzip/tar: inputs and reference checks;
 # systemd: systemd-analyze for unit checks; python3-venv: the virtualenv.
 PACKAGES=(mmdebstrap xz-utils zstd gzip tar systemd python3-venv ca-certificates)
+# systemd-journal-remote: the syslogd tests write real journal files with it.
+PACKAGES+=(systemd-journal-remote)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

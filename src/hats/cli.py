@@ -42,6 +42,32 @@ def orchestrator_command(args: tuple[str, ...]) -> int:
     return orchestrator_main(list(args))
 
 
+@cli.command(
+    "syslogd",
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def syslogd_command(args: tuple[str, ...]) -> int:
+    """Forward the journal to the launcher (the image's /usr/bin/oak_containers_syslogd)."""
+    from hats.syslogd import main as syslogd_main
+
+    return syslogd_main(list(args))
+
+
+@cli.command(
+    "agent",
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def agent_command(args: tuple[str, ...]) -> int:
+    """Export /proc metrics to the launcher (the image's /usr/bin/oak_containers_agent)."""
+    from hats.agent import main as agent_main
+
+    return agent_main(list(args))
+
+
 @cli.command("demo")
 @click.option(
     "--tvs", "tvs", type=click.IntRange(1, 3), default=1, show_default=True, help="Number of TVSes."

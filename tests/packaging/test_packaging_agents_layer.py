@@ -16,6 +16,8 @@ import pytest
 from test_packaging_wheels import make_wheel
 
 from hats.errors import HatsError
+from hats.launcher.server import start_server
+from hats.launcher.services import LogsService, MetricsService
 from hats.packaging.agents_layer import (
     AGENTS,
     TREE_MTIME,
@@ -29,8 +31,10 @@ from hats.packaging.agents_layer import (
 from hats.packaging.fetch import wheel_cache_dir
 from hats.packaging.lockfile import LOCK_PATH, read_lock
 from hats.packaging.wheels import record_hash
+from telemetry_support import needs_journal_tools, short_dir, simple_entries, write_journal
 
 HOST_PYTHON = Path("/usr/bin/python3")
+PROC_FIXTURE = Path(__file__).parent.parent / "agent" / "proc"
 EMPTY_ENV = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
 ORCHESTRATOR_HELP = [
     "--launcher-addr",
@@ -50,7 +54,7 @@ ORCHESTRATOR_HELP = [
     "--tvs-heartbeat-frequency SECONDS",
     "(default: 3600)",
 ]
-AGENT_HELP = ["launcher_addr", "(default: http://10.0.2.100:8080)"]
+AGENT_HELP = ["launcher_addr", "(default: $LAUNCHER_ADDR, else http://10.0.2.100:8080)"]
 EXPECTED_HELP = {
     "orchestrator_main": ORCHESTRATOR_HELP,
     "oak_containers_agent": AGENT_HELP,
@@ -349,16 +353,24 @@ def test_launcher_runs_directly_and_through_a_symlink(
     link.parent.mkdir()
     link.symlink_to(agents_tree.binaries[name])
     for command in ([str(agents_tree.binaries[name])], [str(link)]):
+        # syslogd and the agent would run for ever: a bad address stops them at once
+        arguments = [] if name == "orchestrator_main" else ["not-an-address"]
         result = subprocess.run(
-            command, capture_output=True, text=True, env=EMPTY_ENV, cwd="/", check=False
+            [*command, *arguments],
+            capture_output=True,
+            text=True,
+            env=EMPTY_ENV,
+            cwd="/",
+            timeout=60,
+            check=False,
         )
         if name == "orchestrator_main":
             # the real orchestrator: stops at its first check, the runtime user
             assert result.returncode == 1, result.stderr
             assert "user `oakc` not found" in result.stderr
         else:
-            assert result.returncode == 78, result.stderr
-            assert "not implemented yet" in result.stderr
+            assert result.returncode == 1, result.stderr
+            assert "'not-an-address': expected vsock://CID:PORT" in result.stderr
         assert result.stderr.count("\n") == 1
         help_result = subprocess.run(
             [*command, "--help"], capture_output=True, text=True, env=EMPTY_ENV, check=False
@@ -366,6 +378,46 @@ def test_launcher_runs_directly_and_through_a_symlink(
         assert help_result.returncode == 0, help_result.stderr
     # Running the launchers wrote nothing into the tree (no __pycache__).
     assert not [p for p in agents_tree.root.rglob("__pycache__")]
+
+
+@pytest.mark.network
+@needs_journal_tools
+def test_tree_agents_send_to_a_launcher(agents_tree: AgentsTree, tmp_path: Path) -> None:
+    """The packaged syslogd and agent run on the tree's wheels and reach a real server."""
+    python = str(HOST_PYTHON) if HOST_PYTHON.exists() else sys.executable
+    journal = write_journal(tmp_path / "boot.journal", simple_entries(3))
+    lines: list[str] = []
+    metrics = MetricsService()
+    with short_dir() as work:
+        server, _ = start_server(
+            f"unix:{work / 'l.sock'}", logs=LogsService(lines.append), metrics=metrics
+        )
+        try:
+            for name, args in (
+                ("oak_containers_syslogd", ["--journal-file", str(journal)]),
+                ("oak_containers_agent", ["--once", "--proc-root", str(PROC_FIXTURE)]),
+            ):
+                result = subprocess.run(
+                    [
+                        python,
+                        "-I",
+                        str(agents_tree.binaries[name]),
+                        f"unix:{work / 'l.sock'}",
+                        *args,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    env=EMPTY_ENV,
+                    cwd="/",
+                    timeout=60,
+                    check=False,
+                )
+                assert result.returncode == 0, result.stderr
+                assert "0 undelivered" in result.stderr
+        finally:
+            server.stop(None)
+    assert lines == ["app.service: m0", "app.service: m1", "app.service: m2"]
+    assert any(p.name == "mem_total" and p.value == 8000000 * 1024 for p in metrics.store.points())
 
 
 @pytest.mark.network
@@ -381,6 +433,7 @@ def test_dependencies_import_from_the_tree_only(agents_tree: AgentsTree, python:
             p for p in sys.path if p and "site-packages" not in p and "dist-packages" not in p
         ]
         import grpc, google.protobuf, cryptography, cbor2, hats.orchestrator
+        import hats.syslogd.run, hats.agent.run
         from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
         from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
         from cryptography.hazmat.primitives import hashes
@@ -393,7 +446,10 @@ def test_dependencies_import_from_the_tree_only(agents_tree: AgentsTree, python:
         request = logs_service_pb2.ExportLogsServiceRequest()
         assert request.SerializeToString() == b""
         assert grpc.__version__ == "1.81.2", grpc.__version__
-        for module in (grpc, google.protobuf, cryptography, cbor2, hats.orchestrator):
+        for module in (
+            grpc, google.protobuf, cryptography, cbor2, hats.orchestrator, hats.syslogd.run,
+            hats.agent.run,
+        ):
             assert module.__file__.startswith({site!r}), module.__file__
         import importlib.metadata as md
         print(sorted(d.metadata["Name"].lower() for d in md.distributions()))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from types import ModuleType
@@ -11,6 +10,7 @@ from types import ModuleType
 import pytest
 
 from hats import agent, orchestrator, syslogd
+from hats.agent_common import resolve_launcher_addr
 from hats.packaging.agents_layer import default_hats_source
 
 ORCHESTRATOR_FLAGS = {
@@ -140,6 +140,27 @@ def test_orchestrator_rejects_two_positionals() -> None:
         orchestrator.build_parser().parse_args(["0.0.0.0:1", "0.0.0.0:2"])
 
 
+EXPORT_FLAGS = {
+    "--batch-size",
+    "--queue-size",
+    "--max-retry-delay",
+    "--rpc-timeout",
+    "--shutdown-timeout",
+}
+TELEMETRY_FLAGS = {
+    "oak_containers_syslogd": EXPORT_FLAGS
+    | {
+        "--batch-delay",
+        "--journal-directory",
+        "--journal-file",
+        "--all-boots",
+        "--no-follow",
+        "--journalctl",
+    },
+    "oak_containers_agent": EXPORT_FLAGS | {"--interval", "--proc-root", "--once"},
+}
+
+
 @pytest.mark.parametrize(
     ("module", "prog"),
     [(syslogd, "oak_containers_syslogd"), (agent, "oak_containers_agent")],
@@ -147,25 +168,39 @@ def test_orchestrator_rejects_two_positionals() -> None:
 def test_syslogd_and_agent_take_one_optional_launcher_addr(module: ModuleType, prog: str) -> None:
     parser = module.build_parser()
     assert parser.prog == prog
-    assert _option_strings(parser) == {"-h", "--help"}
+    assert _option_strings(parser) == {"-h", "--help"} | TELEMETRY_FLAGS[prog]
     assert _positionals(parser) == ["launcher_addr"]
-    assert parser.parse_args([]).launcher_addr == "http://10.0.2.100:8080"
+    assert parser.parse_args([]).launcher_addr is None  # resolved later: $LAUNCHER_ADDR, default
     assert parser.parse_args(["vsock://2:9000"]).launcher_addr == "vsock://2:9000"
     with pytest.raises(SystemExit):
         parser.parse_args(["a", "b"])
 
 
-@pytest.mark.parametrize("module", [syslogd, agent])
-def test_main_says_not_implemented_and_exits_78(
-    module: ModuleType, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("argument", "environ", "expected"),
+    [
+        (None, {}, "http://10.0.2.100:8080"),
+        (None, {"LAUNCHER_ADDR": "vsock://2:1234/"}, "vsock://2:1234/"),
+        ("", {"LAUNCHER_ADDR": "vsock://2:1234/"}, "vsock://2:1234/"),  # systemd's ${…}, set
+        ("", {}, "http://10.0.2.100:8080"),  # systemd's ${…}, unset: one empty argument
+        ("", {"LAUNCHER_ADDR": "  "}, "http://10.0.2.100:8080"),
+        ("unix:/l.sock", {"LAUNCHER_ADDR": "vsock://2:1/"}, "unix:/l.sock"),
+    ],
+)
+def test_launcher_address_resolution(
+    argument: str | None, environ: dict[str, str], expected: str
 ) -> None:
-    assert module.main([]) == 78
-    assert module.EXIT_NOT_IMPLEMENTED == os.EX_CONFIG == 78
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1
-    assert "not implemented yet" in lines[0]
+    assert resolve_launcher_addr(argument, environ) == expected
+
+
+def test_agent_defaults() -> None:
+    args = agent.build_parser().parse_args([])
+    assert (args.interval, args.proc_root, args.once) == (60.0, "/proc", False)
+    args = syslogd.build_parser().parse_args([])
+    assert (args.batch_size, args.batch_delay, args.queue_size) == (512, 1.0, 8192)
+    assert args.journal_directory is None and args.journal_file is None
+    with pytest.raises(SystemExit):
+        syslogd.build_parser().parse_args(["--journal-file", "a", "--journal-directory", "d"])
 
 
 @pytest.mark.parametrize("module", [orchestrator, syslogd, agent])

@@ -1,12 +1,24 @@
 """``oak_containers_agent``: VM metrics → OTLP exporter (``python3 -m hats.agent``).
 
-Only the command line exists so far (system-image.md §4.3): one optional
-positional ``launcher_addr``. Until the agent is written :func:`main` parses
-the arguments and exits with :data:`EXIT_NOT_IMPLEMENTED` after one line on
-stderr.
+Every ``--interval`` seconds (60 by default, the reference's period; the
+first reading at start) it reads ``stat``, ``meminfo`` and ``net/dev`` under
+``--proc-root`` (:mod:`hats.telemetry.procfs`), turns them into the
+reference's metrics (:mod:`hats.telemetry.otlp_metrics`) and exports them
+with ``MetricsService/Export`` to the launcher. The same batching and retry
+rules as the syslogd (:mod:`hats.telemetry.batching`): snapshots are kept
+while the launcher is unreachable, up to ``--queue-size`` (the oldest are
+dropped first, counted and said on stderr — the journal, hence the
+syslogd, sees it). SIGTERM/SIGINT: send what is queued, exit 0.
+
+Command line (system-image.md §4.3, plus ours): the positional
+``launcher_addr`` (else ``$LAUNCHER_ADDR``, else ``http://10.0.2.100:8080``),
+``--interval``, ``--proc-root``, ``--once`` and the export flags of
+:func:`hats.agent_common.add_export_arguments`. Messages: ``oak-agent: …``
+on stderr. Exit status: 0 after a stop signal or a delivered ``--once``; 1
+for a user error or an undelivered ``--once``.
 
 Runs inside the image on Debian's ``python3``: standard library only at
-module level.
+module level (the work is in :mod:`.run`, imported when needed).
 """
 
 from __future__ import annotations
@@ -16,14 +28,21 @@ from collections.abc import Sequence
 
 from hats.agent_common import (
     DEFAULT_LAUNCHER_ADDR,
-    EXIT_NOT_IMPLEMENTED,
+    add_export_arguments,
     add_launcher_addr_argument,
-    not_implemented,
+    make_say,
+    positive_seconds,
 )
 
 PROG = "oak_containers_agent"
+PREFIX = "oak-agent"
+EXIT_FAILURE = 1
+DEFAULT_INTERVAL = 60.0
+DEFAULT_PROC_ROOT = "/proc"
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_QUEUE_SIZE = 120
 
-__all__ = ["DEFAULT_LAUNCHER_ADDR", "EXIT_NOT_IMPLEMENTED", "PROG", "build_parser", "main"]
+__all__ = ["DEFAULT_LAUNCHER_ADDR", "PROG", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,10 +53,44 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     add_launcher_addr_argument(parser)
+    parser.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=positive_seconds,
+        default=DEFAULT_INTERVAL,
+        help="seconds between two readings of /proc (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--proc-root",
+        metavar="DIR",
+        default=DEFAULT_PROC_ROOT,
+        help="where stat, meminfo and net/dev are read (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="take one reading, send it, exit (0 if it was delivered)",
+    )
+    add_export_arguments(
+        parser,
+        what="snapshots",
+        batch_size=DEFAULT_BATCH_SIZE,
+        queue_size=DEFAULT_QUEUE_SIZE,
+        batch_delay=None,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line; return the exit status."""
-    build_parser().parse_args(argv)
-    return not_implemented(PROG, "containers agent")
+    """Parse the command line, export metrics; return the exit status."""
+    args = build_parser().parse_args(argv)
+    from hats.errors import HatsError
+
+    say = make_say(PREFIX)
+    try:
+        from hats.agent.run import run
+
+        return run(args, say)
+    except HatsError as exc:
+        say(" ".join(str(exc).split()))
+        return EXIT_FAILURE

@@ -107,8 +107,9 @@ Wants=network-online.target
 [Service]
 Type=exec
 Restart=always
-ExecStart=/usr/bin/oak_containers_agent
+ExecStart=/usr/bin/oak_containers_agent ${LAUNCHER_ADDR}
 ProtectSystem=strict
+PassEnvironment=LAUNCHER_ADDR
 
 [Install]
 WantedBy=multi-user.target

@@ -1,10 +1,12 @@
 """The host side of a HATs CVM (spec system-image §5, wire-protocol §3.1–3.2, §3.5).
 
 ``config`` reads the reference ``LauncherConfig`` and the system bundle;
-``services`` holds the three servicers (``oak.containers.Launcher``,
+``services`` holds the servicers (``oak.containers.Launcher``,
 ``pcit.client.LauncherService`` with its lock-step TVS proxy, OTLP
-``LogsService``); ``server`` hosts them on one gRPC server (TCP, unix or
-vsock); ``cli`` is ``hats launcher serve``. QEMU is not started here.
+``LogsService`` and ``MetricsService``); ``telemetry`` the logs file and the
+metrics store behind the OTLP ones; ``server`` hosts them on one gRPC server
+(TCP, unix or vsock); ``cli`` is ``hats launcher serve`` and ``hats launcher
+metrics``. QEMU is not started here.
 """
 
 from hats.launcher.config import (
@@ -20,6 +22,7 @@ from hats.launcher.services import (
     HatsLauncherService,
     LauncherFlagError,
     LogsService,
+    MetricsService,
     OakLauncher,
     build_metadata,
     make_tvs_channels,
@@ -34,6 +37,7 @@ __all__ = [
     "LauncherImages",
     "ListenError",
     "LogsService",
+    "MetricsService",
     "OakLauncher",
     "build_metadata",
     "load_launcher_config",

@@ -5,6 +5,12 @@ The flags keep the reference launcher's spellings (``--launcher_config_path``,
 ``--use_tls``, ``--tvs_access_token``); the rest are ours. When ready it prints
 ``listening on ADDR`` on stdout; SIGINT/SIGTERM stop it cleanly. Key material
 and the access token are never printed.
+
+OTLP: log records are printed as ``<unit>: <body>`` (the reference's
+console lines) and, with ``--logs-file``, appended as JSON lines; metrics are
+kept (latest value per series), written to ``--metrics-file`` after every
+export and at exit, and printed on SIGUSR1. ``hats launcher metrics FILE``
+pretty-prints a metrics file.
 """
 
 from __future__ import annotations
@@ -31,11 +37,20 @@ from hats.launcher.services import (
     HatsLauncherService,
     LauncherFlagError,
     LogsService,
+    MetricsService,
     OakLauncher,
     build_metadata,
     make_tvs_channels,
     split_tvs_addresses,
     tvs_channel_credentials,
+)
+from hats.launcher.telemetry import (
+    JsonLinesFile,
+    MetricsStore,
+    TelemetryFileError,
+    format_metrics,
+    read_metrics_file,
+    write_metrics_file,
 )
 from hats.pb.oak.attestation.v1 import evidence_pb2
 from hats.pb.pcit.client import launcher_pb2
@@ -51,7 +66,7 @@ def _say(line: str, err: bool = False) -> None:
 
 @click.group("launcher")
 def launcher_group() -> None:
-    """The host side of a HATs CVM: Oak Launcher, LauncherService, OTLP logs."""
+    """The host side of a HATs CVM: Oak Launcher, LauncherService, OTLP logs and metrics."""
 
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -113,6 +128,19 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     type=_FILE,
     help="Save the evidence received (binary oak.attestation.v1.Evidence).",
 )
+@click.option(
+    "--logs-file",
+    "logs_file",
+    type=_FILE,
+    help="Append every OTLP log record received as a JSON line to this file.",
+)
+@click.option(
+    "--metrics-file",
+    "metrics_file",
+    type=_FILE,
+    help="Keep the latest OTLP metric values in this JSON file (rewritten after each "
+    "export; SIGUSR1 prints them).",
+)
 def serve_command(
     launcher_config_path: Path | None,
     tvs_addresses: str,
@@ -126,6 +154,8 @@ def serve_command(
     system_bundle: Path | None,
     bundle: Path | None,
     evidence_out: Path | None,
+    logs_file: Path | None,
+    metrics_file: Path | None,
 ) -> None:
     """Serve the launcher's gRPC services until SIGINT/SIGTERM."""
     config = None
@@ -150,9 +180,51 @@ def serve_command(
         config, system_image=system_image, system_bundle=system_bundle, container_bundle=bundle
     )
     try:
-        _run(listen, images, metadata, addresses, credentials, evidence_out)
+        logs = JsonLinesFile(logs_file) if logs_file is not None else None
+        try:
+            _run(
+                listen,
+                images,
+                metadata,
+                addresses,
+                credentials,
+                evidence_out,
+                _Telemetry(logs, metrics_file),
+            )
+        finally:
+            if logs is not None:
+                logs.close()
     finally:
         images.cleanup()
+
+
+class _Telemetry:
+    """The OTLP sinks of one ``serve``: the logs file and the metrics file."""
+
+    def __init__(self, logs: JsonLinesFile | None, metrics_file: Path | None) -> None:
+        self.logs = logs
+        self.metrics_file = metrics_file
+        self.store = MetricsStore()
+        self._lock = threading.Lock()
+        self._failing = False
+
+    def save_metrics(self, store: MetricsStore) -> None:
+        """Rewrite the metrics file (an error is said once until a write works)."""
+        if self.metrics_file is None:
+            return
+        with self._lock:
+            try:
+                write_metrics_file(self.metrics_file, store.snapshot())
+            except TelemetryFileError as exc:
+                if not self._failing:
+                    _say(f"hats launcher: metrics file: {exc}", err=True)
+                self._failing = True
+                return
+            self._failing = False
+
+    def print_metrics(self) -> None:
+        for line in format_metrics(self.store.snapshot()):
+            _say(line)
 
 
 def _run(
@@ -162,6 +234,7 @@ def _run(
     addresses: list[str],
     credentials: grpc.ChannelCredentials | None,
     evidence_out: Path | None,
+    telemetry: _Telemetry,
 ) -> None:
     def on_evidence(evidence: evidence_pb2.Evidence) -> None:
         data = evidence.SerializeToString()
@@ -183,29 +256,48 @@ def _run(
     )
     channels = make_tvs_channels(addresses, credentials)
     hats = HatsLauncherService(metadata, channels)
-    logs = LogsService(_say)
+    logs = LogsService(_say, telemetry.logs, on_error=lambda line: _say(line, err=True))
+    metrics = MetricsService(telemetry.store, on_update=telemetry.save_metrics)
     if images.system_image is None:
         _say("hats launcher: no system image configured", err=True)
     if images.container_bundle is None:
         _say("hats launcher: no container bundle configured", err=True)
 
     stop = threading.Event()
+    show_metrics = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        if signum == signal.SIGUSR1:
+            show_metrics.set()
+        else:
+            stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, on_signal)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    }
     try:
-        server, address = start_server(listen, oak=oak, hats=hats, logs=logs)
+        server, address = start_server(listen, oak=oak, hats=hats, logs=logs, metrics=metrics)
         try:
             _say(f"listening on {address}")
-            while not stop.wait(0.5):
-                pass
+            while not stop.wait(0.2):
+                if show_metrics.is_set():
+                    show_metrics.clear()
+                    telemetry.print_metrics()
         finally:
             server.stop(grace=1.0).wait()
             for channel in channels.values():
                 channel.close()
+            telemetry.save_metrics(telemetry.store)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _say("stopped")
+
+
+@launcher_group.command("metrics")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def metrics_command(path: Path) -> None:
+    """Print the metrics file written by ``serve --metrics-file``, one series a line."""
+    for line in format_metrics(read_metrics_file(path)):
+        click.echo(line)

@@ -19,7 +19,7 @@ from dataclasses import replace
 import grpc
 
 from hats.errors import HatsError
-from hats.launcher.services import HatsLauncherService, LogsService, OakLauncher
+from hats.launcher.services import HatsLauncherService, LogsService, MetricsService, OakLauncher
 from hats.pb.oak.containers import interfaces_pb2_grpc
 from hats.pb.pcit.client import launcher_pb2_grpc
 from hats.transport import Address, parse_address
@@ -48,6 +48,7 @@ def start_server(
     oak: OakLauncher | None = None,
     hats: HatsLauncherService | None = None,
     logs: LogsService | None = None,
+    metrics: MetricsService | None = None,
     max_workers: int = 32,
 ) -> tuple[grpc.Server, Address]:
     """Start a server with the given services; return it and the bound address."""
@@ -59,6 +60,8 @@ def start_server(
         launcher_pb2_grpc.add_LauncherServiceServicer_to_server(hats, server)
     if logs is not None:
         server.add_generic_rpc_handlers((logs.generic_handler(),))
+    if metrics is not None:
+        server.add_generic_rpc_handlers((metrics.generic_handler(),))
     try:
         port = server.add_insecure_port(target)
     except RuntimeError as exc:
@@ -77,7 +80,10 @@ def serve(
     oak: OakLauncher | None = None,
     hats: HatsLauncherService | None = None,
     logs: LogsService | None = None,
+    metrics: MetricsService | None = None,
     max_workers: int = 32,
 ) -> grpc.Server:
     """Start a server on a fixed address (see :func:`start_server` for port 0)."""
-    return start_server(listen, oak=oak, hats=hats, logs=logs, max_workers=max_workers)[0]
+    return start_server(
+        listen, oak=oak, hats=hats, logs=logs, metrics=metrics, max_workers=max_workers
+    )[0]

@@ -1,4 +1,4 @@
-"""The three services of the HATs launcher's gRPC server (spec system-image §5.1).
+"""The services of the HATs launcher's gRPC server (spec system-image §5.1).
 
 - :class:`OakLauncher` — ``oak.containers.Launcher``: streams the system image
   and the container bundle in 3 MiB chunks read lazily from disk (one more,
@@ -12,7 +12,10 @@
   lock-step proxy to ``pcit.tvs.TeeVerificationService/VerifyReport`` on the
   TVS chosen by the first message's ``tvs_id`` (wire-protocol §3.2).
 - :class:`LogsService` — OTLP ``LogsService.Export``: ``<unit>: <body>`` for
-  each record with a string body and a ``_SYSTEMD_UNIT`` attribute.
+  each record with a string body and a ``_SYSTEMD_UNIT`` attribute, and
+  optionally every record as a JSON line in a file.
+- :class:`MetricsService` — OTLP ``MetricsService.Export`` (the reference
+  HATs launcher has none, Oak's has): the latest value per series.
 
 Secrets: the metadata holds the orchestrator's private key; nothing here logs
 or formats it. TVS error messages are passed on as the reference does.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO, NoReturn
@@ -30,8 +34,15 @@ from typing import BinaryIO, NoReturn
 import grpc
 from google.protobuf import empty_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 from hats.errors import HatsError
+from hats.launcher.telemetry import (
+    JsonLinesFile,
+    MetricsStore,
+    TelemetryFileError,
+    log_request_json,
+)
 from hats.pb.oak.attestation.v1 import endorsement_pb2, evidence_pb2
 from hats.pb.oak.containers import interfaces_pb2, interfaces_pb2_grpc
 from hats.pb.pcit.client import launcher_pb2, launcher_pb2_grpc
@@ -41,6 +52,7 @@ CHUNK_SIZE = 3 * 1024 * 1024
 """``kMaxGrpcResponseSize``: under gRPC's default 4 MiB receive limit."""
 
 LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
+METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 SYSTEMD_UNIT = "_SYSTEMD_UNIT"
 
 
@@ -365,14 +377,41 @@ def log_lines(request: logs_service_pb2.ExportLogsServiceRequest) -> list[str]:
 
 
 class LogsService:
-    """OTLP ``LogsService.Export``: each kept record goes to ``emit``; always OK."""
+    """OTLP ``LogsService.Export``: each kept record goes to ``emit``.
 
-    def __init__(self, emit: Callable[[str], None]) -> None:
+    With ``logs_file``, every record of the export is first appended to it as
+    a JSON line (:func:`hats.launcher.telemetry.log_record_json`); if that
+    fails the call ends ``UNAVAILABLE`` (the sender keeps the batch and tries
+    again) and ``on_error`` is told once until a write succeeds again.
+    Otherwise the answer is always OK.
+    """
+
+    def __init__(
+        self,
+        emit: Callable[[str], None],
+        logs_file: JsonLinesFile | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self._emit = emit
+        self._file = logs_file
+        self._on_error = on_error
+        self._failing = False
+        self._lock = threading.Lock()
 
     def Export(
         self, request: logs_service_pb2.ExportLogsServiceRequest, context: grpc.ServicerContext
     ) -> logs_service_pb2.ExportLogsServiceResponse:
+        if self._file is not None:
+            try:
+                self._file.write(log_request_json(request))
+            except TelemetryFileError as exc:
+                with self._lock:
+                    first, self._failing = not self._failing, True
+                if first and self._on_error is not None:
+                    self._on_error(f"hats launcher: logs file: {exc}")
+                _abort(context, grpc.StatusCode.UNAVAILABLE, "the launcher cannot store logs")
+            with self._lock:
+                self._failing = False
         for line in log_lines(request):
             self._emit(line)
         return logs_service_pb2.ExportLogsServiceResponse()
@@ -385,3 +424,41 @@ class LogsService:
             response_serializer=logs_service_pb2.ExportLogsServiceResponse.SerializeToString,
         )
         return grpc.method_handlers_generic_handler(LOGS_SERVICE, {"Export": handler})
+
+
+# ------------------------------------------------------------------------ OTLP MetricsService
+
+
+class MetricsService:
+    """OTLP ``MetricsService.Export``: keeps the latest value of every series.
+
+    ``on_update`` is called after each export (the CLI rewrites the metrics
+    file there); the answer is always OK.
+    """
+
+    def __init__(
+        self,
+        store: MetricsStore | None = None,
+        on_update: Callable[[MetricsStore], None] | None = None,
+    ) -> None:
+        self.store = MetricsStore() if store is None else store
+        self._on_update = on_update
+
+    def Export(
+        self,
+        request: metrics_service_pb2.ExportMetricsServiceRequest,
+        context: grpc.ServicerContext,
+    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+        self.store.update(request, time.time_ns())
+        if self._on_update is not None:
+            self._on_update(self.store)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        """The handler serving this object as ``…collector.metrics.v1.MetricsService``."""
+        handler = grpc.unary_unary_rpc_method_handler(
+            self.Export,
+            request_deserializer=metrics_service_pb2.ExportMetricsServiceRequest.FromString,
+            response_serializer=metrics_service_pb2.ExportMetricsServiceResponse.SerializeToString,
+        )
+        return grpc.method_handlers_generic_handler(METRICS_SERVICE, {"Export": handler})
