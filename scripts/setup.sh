@@ -13,6 +13,9 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 PACKAGES=(mmdebstrap xz-utils zstd gzip tar systemd python3-venv ca-certificates)
 # systemd-journal-remote: the syslogd tests write real journal files with it.
 PACKAGES+=(systemd-journal-remote)
+# qemu-system-x86: boots the image (hats launcher serve --vmm qemu); binutils: readelf,
+# which the ELF tests compare against; dpkg: dpkg-deb unpacks the guest kernel.
+PACKAGES+=(qemu-system-x86 binutils dpkg)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -21,6 +21,7 @@ from hats.image.cli import image_group
 from hats.keys.cli import keys_group
 from hats.launcher.cli import launcher_group
 from hats.tvs.cli import tvs_group
+from hats.vm.cli import vm_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -123,6 +124,7 @@ cli.add_command(evidence_group)
 cli.add_command(policy_group)
 cli.add_command(tvs_group)
 cli.add_command(launcher_group)
+cli.add_command(vm_group)
 
 
 def main(argv: list[str] | None = None) -> int:

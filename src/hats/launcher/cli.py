@@ -20,6 +20,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 import grpc
@@ -54,6 +55,9 @@ from hats.launcher.telemetry import (
 )
 from hats.pb.oak.attestation.v1 import evidence_pb2
 from hats.pb.pcit.client import launcher_pb2
+
+if TYPE_CHECKING:
+    from hats.vm.launch import VmOptions
 
 _print_lock = threading.Lock()
 
@@ -141,6 +145,29 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     help="Keep the latest OTLP metric values in this JSON file (rewritten after each "
     "export; SIGUSR1 prints them).",
 )
+@click.option(
+    "--vmm",
+    type=click.Choice(["none", "qemu"]),
+    default="none",
+    show_default=True,
+    help="qemu: boot the system image in a QEMU guest (insecure mode) against this launcher.",
+)
+@click.option(
+    "--accel",
+    type=click.Choice(["auto", "kvm", "tcg"]),
+    default="auto",
+    show_default=True,
+    help="With --vmm qemu: auto = KVM when a probe guest really boots, else TCG.",
+)
+@click.option("--console-log", type=_FILE, help="With --vmm qemu: the guest's serial console log.")
+@click.option(
+    "--kernel", type=_FILE, help="With --vmm qemu: kernel [default: Debian's cloud kernel]."
+)
+@click.option("--initrd", type=_FILE, help="With --vmm qemu: initramfs [default: hats stage1's].")
+@click.option("--vm-cpus", type=click.IntRange(1, 64), help="With --vmm qemu: vCPUs [default: 2].")
+@click.option(
+    "--vm-memory-kb", type=click.IntRange(min=262144), help="With --vmm qemu: RAM [default: 2 GiB]."
+)
 def serve_command(
     launcher_config_path: Path | None,
     tvs_addresses: str,
@@ -156,8 +183,20 @@ def serve_command(
     evidence_out: Path | None,
     logs_file: Path | None,
     metrics_file: Path | None,
+    vmm: str,
+    accel: str,
+    console_log: Path | None,
+    kernel: Path | None,
+    initrd: Path | None,
+    vm_cpus: int | None,
+    vm_memory_kb: int | None,
 ) -> None:
-    """Serve the launcher's gRPC services until SIGINT/SIGTERM."""
+    """Serve the launcher's gRPC services until SIGINT/SIGTERM.
+
+    With ``--vmm qemu`` it also boots the guest (``hats.vm``) and stops when
+    QEMU exits; on SIGINT/SIGTERM it first powers the guest off (ACPI power
+    button, then kill after two minutes).
+    """
     config = None
     if launcher_config_path is not None:
         config = load_launcher_config(launcher_config_path)
@@ -176,6 +215,20 @@ def serve_command(
     credentials = tvs_channel_credentials(use_tls, root_certificates, tvs_access_token or None)
     addresses = split_tvs_addresses(tvs_addresses)
 
+    vm = None
+    if vmm == "qemu":
+        from hats.vm.launch import options_from_config, relay_target
+
+        relay_target(listen)  # the guest reaches the launcher over TCP or unix only
+        vm = options_from_config(
+            config,
+            accel=accel,
+            console_log=console_log,
+            kernel=kernel,
+            initrd=initrd,
+            num_cpus=vm_cpus,
+            ram_size_kb=vm_memory_kb,
+        )
     images = resolve_images(
         config, system_image=system_image, system_bundle=system_bundle, container_bundle=bundle
     )
@@ -190,6 +243,7 @@ def serve_command(
                 credentials,
                 evidence_out,
                 _Telemetry(logs, metrics_file),
+                vm,
             )
         finally:
             if logs is not None:
@@ -235,6 +289,7 @@ def _run(
     credentials: grpc.ChannelCredentials | None,
     evidence_out: Path | None,
     telemetry: _Telemetry,
+    vm: VmOptions | None = None,
 ) -> None:
     def on_evidence(evidence: evidence_pb2.Evidence) -> None:
         data = evidence.SerializeToString()
@@ -280,10 +335,14 @@ def _run(
         server, address = start_server(listen, oak=oak, hats=hats, logs=logs, metrics=metrics)
         try:
             _say(f"listening on {address}")
+            guest = _start_guest(vm, str(address), stop) if vm is not None else None
             while not stop.wait(0.2):
                 if show_metrics.is_set():
                     show_metrics.clear()
                     telemetry.print_metrics()
+            if guest is not None:
+                # Power the guest off while the services (logs!) still run.
+                guest.join()
         finally:
             server.stop(grace=1.0).wait()
             for channel in channels.values():
@@ -293,6 +352,23 @@ def _run(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _say("stopped")
+
+
+def _start_guest(vm: VmOptions, address: str, stop: threading.Event) -> threading.Thread:
+    """Boot the guest in a thread that sets ``stop`` when QEMU is gone."""
+    from hats.vm.launch import serve_with_vm
+
+    def run() -> None:
+        try:
+            serve_with_vm(vm, address, stop, _say)
+        except HatsError as exc:
+            _say(f"hats launcher: vm: {exc}", err=True)
+        finally:
+            stop.set()
+
+    thread = threading.Thread(target=run, name="vm", daemon=True)
+    thread.start()
+    return thread
 
 
 @launcher_group.command("metrics")

@@ -52,9 +52,9 @@ BOOT_TIMEOUT = 900.0
 POWEROFF_TIMEOUT = 120.0
 RAMDRIVE_SIZE_KB = 1536 * 1024
 #: The line the workload prints for our key, as forwarded by the launcher.
-_KEY_LINE = re.compile(r"key_id=(\S+) public_key=\S+ private_key_sha256=([0-9a-f]{16})")
-#: Lines that mean the orchestrator gave up (the TVS refused, or it failed).
-_FAILURE = re.compile(r"oak-orchestrator\.service: .*(error|refused|failed|denied)", re.I)
+_KEY_LINE = re.compile(r"key_id=(\S+) public_key=.* private_key_sha256=([0-9a-f]{16})")
+#: The orchestrator's one-line fatal error (a TVS refused, or start-up failed).
+_FAILURE = re.compile(r"oak-orchestrator\.service: orchestrator_main: ")
 
 
 @dataclass
@@ -263,6 +263,9 @@ def boot_and_wait(
             time.sleep(0.5)
         # Stopping the launcher presses the guest's power button and waits for it.
         launcher.stop(timeout=POWEROFF_TIMEOUT + 30.0)
+        for line in launcher.lines[seen:]:
+            if line.startswith("vm:"):
+                echo(f"      {line}")
     clean = any(line.startswith("vm: powered off") for line in launcher.lines)
     ok = any(f"key_id={KEY_ID}" in line and expected in line for line in key_lines)
     echo(

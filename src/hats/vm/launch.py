@@ -11,14 +11,16 @@ kill) when it is stopped.
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hats.pb.pcit.client import launcher_config_pb2
 from hats.transport import parse_address
 from hats.vm.assets import ensure_guest_assets
 from hats.vm.machine import Machine
-from hats.vm.qemu import VHOST_VSOCK, QemuError, VmConfig, choose_accel, random_cid
+from hats.vm.qemu import QEMU, VHOST_VSOCK, QemuError, VmConfig, choose_accel, random_cid
 
 Say = Callable[[str], None]
 
@@ -36,6 +38,46 @@ class VmOptions:
     host_proxy_port: int | None = None
     debug: bool = False
     cache_dir: Path | None = None
+    qemu: str = QEMU
+
+
+def options_from_config(
+    config: launcher_config_pb2.LauncherConfig | None, **given: object
+) -> VmOptions:
+    """:class:`VmOptions` from a ``LauncherConfig``'s ``cvm_config``, then the ``given`` values.
+
+    Rules: ``num_cpus``, ``ram_size_kb``, ``ramdrive_size_kb`` and
+    ``vmm_binary`` are taken when non-zero; ``inbound_only`` and
+    ``inbound_and_outbound`` set the network mode and the host proxy port;
+    ``virtual_bridge`` (a TAP device) and ``CVMTYPE_SEVSNP`` are refused:
+    this launcher boots the insecure guest only. ``given`` values that are
+    not ``None`` win.
+    """
+    values: dict[str, object] = {}
+    if config is not None and config.HasField("cvm_config"):
+        cvm = config.cvm_config
+        if cvm.cvm_type == launcher_config_pb2.CVMTYPE_SEVSNP:
+            raise QemuError("cvm_type CVMTYPE_SEVSNP: --vmm qemu boots the insecure guest only")
+        if cvm.num_cpus:
+            values["num_cpus"] = cvm.num_cpus
+        if cvm.ram_size_kb:
+            values["ram_size_kb"] = cvm.ram_size_kb
+        if cvm.ramdrive_size_kb:
+            values["ramdrive_size_kb"] = cvm.ramdrive_size_kb
+        if cvm.vmm_binary:
+            values["qemu"] = cvm.vmm_binary
+        mode = cvm.network_config.WhichOneof("network_mode")
+        if mode == "virtual_bridge":
+            raise QemuError(
+                "network_config virtual_bridge: not supported by --vmm qemu (SLIRP only)"
+            )
+        if mode is not None:
+            values["network_mode"] = mode
+            port = getattr(cvm.network_config, mode).host_enclave_app_proxy_port
+            if port:
+                values["host_proxy_port"] = port
+    values.update({key: value for key, value in given.items() if value is not None})
+    return VmOptions(**values)  # type: ignore[arg-type]
 
 
 def relay_target(listen_address: str) -> str:
@@ -60,7 +102,7 @@ def boot(options: VmOptions, listen_address: str, say: Say) -> Machine:
         assets = ensure_guest_assets(cache_dir=options.cache_dir, progress=say)
         kernel = options.kernel or assets.kernel
         initrd = options.initrd or assets.initrd
-    accel, reason = choose_accel(options.accel, kernel)
+    accel, reason = choose_accel(options.accel, kernel, qemu=options.qemu)
     say(f"vm: accelerator {accel} ({reason})")
     console = options.console_log
     work = Path(tempfile.mkdtemp(prefix="hats-vm-"))
@@ -80,8 +122,37 @@ def boot(options: VmOptions, listen_address: str, say: Say) -> Machine:
         host_proxy_port=options.host_proxy_port,
         vsock_cid=random_cid() if VHOST_VSOCK.exists() else None,
         debug=options.debug,
+        qemu=options.qemu,
     )
     machine = Machine(config)
     machine.start()
     say(f"vm: started (console log {console})")
     return machine
+
+
+def serve_with_vm(
+    options: VmOptions,
+    listen_address: str,
+    stop: threading.Event,
+    say: Say,
+    poweroff_timeout: float = 120.0,
+) -> int | None:
+    """Boot the guest, wait until it exits or ``stop`` is set, then power it off.
+
+    Returns QEMU's exit status (``None`` if it had to be killed).
+    """
+    machine = boot(options, listen_address, say)
+    try:
+        while not stop.wait(0.5):
+            status = machine.wait(0)
+            if status is not None:
+                say(f"vm: QEMU exited with status {status}")
+                return status
+        say("vm: pressing the power button")
+        if machine.power_off(poweroff_timeout):
+            say("vm: powered off")
+            return machine.wait(0)
+        say(f"vm: killed (no clean power-off within {poweroff_timeout:.0f} s)")
+        return None
+    finally:
+        machine.kill()

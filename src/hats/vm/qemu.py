@@ -170,7 +170,7 @@ def random_cid() -> int:
     return random.randrange(1024, 1_000_000)
 
 
-def probe_kvm(kernel: Path, *, qemu: str = QEMU, timeout: float = 15.0) -> tuple[bool, str]:
+def probe_kvm(kernel: Path, *, qemu: str = QEMU, timeout: float = 10.0) -> tuple[bool, str]:
     """Whether KVM really runs a guest here: boot ``kernel`` until it prints its banner.
 
     ``/dev/kvm`` existing is not enough (on some hosts ``-cpu host`` fails
@@ -211,6 +211,7 @@ def probe_kvm(kernel: Path, *, qemu: str = QEMU, timeout: float = 15.0) -> tuple
     os.set_blocking(process.stdout.fileno(), False)
     output = b""
     deadline = time.monotonic() + timeout
+    exited = False
     try:
         while time.monotonic() < deadline:
             chunk = process.stdout.read() or b""
@@ -218,14 +219,21 @@ def probe_kvm(kernel: Path, *, qemu: str = QEMU, timeout: float = 15.0) -> tuple
             if b"Linux version" in output:
                 return True, "the KVM probe guest booted"
             if process.poll() is not None and not chunk:
+                exited = True
                 break
             time.sleep(0.1)
     finally:
         process.kill()
         process.wait()
-    lines = [line for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
-    detail = lines[-1].strip() if lines and process.returncode else "the guest did not boot"
-    return False, f"KVM does not work here ({detail[:120]})"
+    if not exited:
+        return False, f"KVM does not work here (a probe guest did not boot within {timeout:.0f} s)"
+    lines = [
+        line.strip()
+        for line in output.decode("utf-8", "replace").splitlines()
+        if line.strip().isprintable() and len(line.strip()) > 3
+    ]
+    detail = lines[-1][:120] if lines else f"QEMU exited with status {process.returncode}"
+    return False, f"KVM does not work here ({detail})"
 
 
 def choose_accel(requested: str, kernel: Path, *, qemu: str = QEMU) -> tuple[str, str]:

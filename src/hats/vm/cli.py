@@ -1,0 +1,102 @@
+"""``hats vm``: the guest's kernel and initramfs, the workload bundle, and the boot demo.
+
+The guest itself is started by ``hats launcher serve --vmm qemu`` (the
+launcher owns QEMU, as the reference launcher does); these commands prepare
+what it boots and run the whole flow once.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import click
+
+from hats.errors import HatsError
+
+
+@click.group("vm")
+def vm_group() -> None:
+    """Boot the system image in QEMU (insecure mode: no SEV-SNP)."""
+
+
+@vm_group.command("assets")
+@click.option("--json", "as_json", is_flag=True, help="Print the paths as JSON.")
+def assets_command(as_json: bool) -> None:
+    """Fetch the Debian kernel and build the stage1 initramfs (cached); print their paths."""
+    from hats.vm.assets import ensure_guest_assets
+
+    assets = ensure_guest_assets(progress=lambda line: click.echo(f"hats: {line}", err=True))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "kernel": str(assets.kernel),
+                    "initrd": str(assets.initrd),
+                    "kernel_release": assets.kernel_release,
+                }
+            )
+        )
+    else:
+        click.echo(f"kernel  {assets.kernel}")
+        click.echo(f"initrd  {assets.initrd}")
+
+
+@vm_group.command("workload-bundle")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the bundle tar.",
+)
+@click.option(
+    "--script",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The workload script [default: examples/workload/get_keys.py].",
+)
+def workload_bundle_command(output: Path, script: Path | None) -> None:
+    """Write the sample workload as a runc bundle with its own Python (for the guest)."""
+    from hats.base.build import ensure_default_base
+    from hats.packaging.agents_layer import build_agents_tree
+    from hats.vm.workload import make_workload_bundle
+
+    base = ensure_default_base(with_python=True)
+    with tempfile.TemporaryDirectory(prefix="hats-agents-") as tmp:
+        agents = build_agents_tree(Path(tmp) / "agents")
+        make_workload_bundle(output, base=base, agents_site=agents.site_dir, script=script)
+    click.echo(f"wrote {output}")
+
+
+@vm_group.command("demo")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the files here (image, bundle, policy, console log) [default: a temporary one].",
+)
+@click.option(
+    "--accel",
+    type=click.Choice(["auto", "kvm", "tcg"]),
+    default="auto",
+    show_default=True,
+    help="auto: KVM when a probe guest really boots, else TCG.",
+)
+@click.option(
+    "--xz-block-size",
+    default=None,
+    help="Build the image in the parallel multi-block xz mode (e.g. 8MiB).",
+)
+def demo_command(workdir: Path | None, accel: str, xz_block_size: str | None) -> None:
+    """Build an image, boot it in QEMU with a TVS and the launcher; the workload gets its key."""
+    from hats.vm.demo import VmDemoOptions, run_vm_demo
+
+    with tempfile.TemporaryDirectory(prefix="hats-vm-demo-") as tmp:
+        options = VmDemoOptions(
+            workdir=workdir or Path(tmp), accel=accel, xz_block_size=xz_block_size
+        )
+        result = run_vm_demo(options, click.echo)
+        timing = f" in {result.boot_to_keys:.0f} s after boot" if result.boot_to_keys else ""
+        click.echo(f"OK: the workload in the guest got key 64{timing}")
+        if not result.clean_poweroff:
+            raise HatsError("the guest did not power off cleanly")
