@@ -2,8 +2,10 @@
 
 Steps: resolve the inputs (default base, default agents, rendered or given
 units, the key file), compose the layers into one streamed GNU tar,
-compress it the reference way, lint the effective tree, and only then
-rename the outputs into place. A failure anywhere leaves no output file.
+compress it (the reference way, ``xz -T1 -6``; or, with ``xz_block_size``,
+as parallel multi-block xz equal to ``xz -T2 --block-size=B -6``, reusing
+cached blocks), lint the effective tree, and only then rename the outputs
+into place. A failure anywhere leaves no output file.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import BinaryIO
 from hats.errors import HatsError
 from hats.fsio import atomic_output, write_bytes_atomic
 from hats.image import units
+from hats.image.blockcache import BlockCache, default_block_cache_dir
 from hats.image.compose import compose
 from hats.image.compress import XzSink, detect_format
 from hats.image.layers import (
@@ -33,6 +36,7 @@ from hats.image.lint import ERROR_CODES, Finding, lint
 from hats.image.sums import update_sums
 from hats.image.tarstream import TarWriter
 from hats.image.tree import EffectiveTree
+from hats.image.xzparallel import ParallelXzSink, XzStats, check_block_size
 from hats.keys.keyfile import parse_key_file
 
 AGENTS_LAYER = "hats-agents"
@@ -74,6 +78,12 @@ class BuildOptions:
     sums: Path | None = None
     lint_allow: tuple[str, ...] = ()
     cache_dir: Path | None = None
+    # Multi-block xz (None: the reference single-block xz -T1 -6).
+    xz_block_size: int | None = None
+    jobs: int | None = None
+    block_cache: bool = True
+    block_cache_dir: Path | None = None
+    block_cache_max_size: int | None = None
 
 
 @dataclass
@@ -90,6 +100,19 @@ class BuildResult:
     tar_path: Path | None = None
     manifest_path: Path | None = None
     sums_path: Path | None = None
+    xz_block_size: int | None = None
+    xz_stats: XzStats | None = None
+
+    def xz_json(self) -> dict[str, object]:
+        if self.xz_block_size is None or self.xz_stats is None:
+            return {"mode": "reference"}
+        return {
+            "mode": "multi-block",
+            "block_size": self.xz_block_size,
+            "blocks": self.xz_stats.blocks,
+            "reused": self.xz_stats.reused,
+            "compressed": self.xz_stats.compressed,
+        }
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -106,6 +129,7 @@ class BuildResult:
             "tar": str(self.tar_path) if self.tar_path else None,
             "manifest": str(self.manifest_path) if self.manifest_path else None,
             "sums": str(self.sums_path) if self.sums_path else None,
+            "xz": self.xz_json(),
         }
 
 
@@ -122,6 +146,10 @@ def _check_inputs(options: BuildOptions) -> None:
         raise BuildError(f"{options.output}: the output must be an .xz file (e.g. image.tar.xz)")
     if options.output.exists() and options.output.is_dir():
         raise BuildError(f"{options.output}: is a directory")
+    if options.xz_block_size is not None:
+        check_block_size(options.xz_block_size)
+    if options.jobs is not None and options.jobs < 1:
+        raise BuildError(f"--jobs: {options.jobs} is not a number of workers (1 or more)")
 
 
 def _keys_content(options: BuildOptions) -> Content:
@@ -218,6 +246,29 @@ def _nullcontext() -> contextlib.AbstractContextManager[BinaryIO | None]:
     return contextlib.nullcontext(None)
 
 
+def _block_cache(options: BuildOptions) -> BlockCache | None:
+    if options.xz_block_size is None or not options.block_cache:
+        return None
+    root = options.block_cache_dir or default_block_cache_dir(options.cache_dir)
+    if options.block_cache_max_size is None:
+        return BlockCache(root)
+    return BlockCache(root, options.block_cache_max_size)
+
+
+def _sink(
+    options: BuildOptions,
+    xz_file: BinaryIO,
+    tar_file: BinaryIO | None,
+    on_bytes: Callable[[int], None] | None,
+    cache: BlockCache | None,
+) -> XzSink | ParallelXzSink:
+    if options.xz_block_size is None:
+        return XzSink(xz_file, tar_file, on_bytes)
+    return ParallelXzSink(
+        xz_file, options.xz_block_size, options.jobs, tar_file, on_bytes, cache=cache
+    )
+
+
 def build_image(
     options: BuildOptions,
     progress: Callable[[str], None] = lambda _msg: None,
@@ -225,9 +276,10 @@ def build_image(
 ) -> BuildResult:
     """Build the image described by ``options``; see the module docstring."""
     with plan_layers(options, progress) as (layers, base_label):
+        cache = _block_cache(options)
         tar_ctx = atomic_output(options.tar_output) if options.tar_output else _nullcontext()
         with atomic_output(options.output) as xz_file, tar_ctx as tar_file:
-            sink = XzSink(xz_file, tar_file, on_bytes)
+            sink = _sink(options, xz_file, tar_file, on_bytes, cache)
             try:
                 tree = compose(
                     layers, TarWriter(sink.write), on_layer=lambda name: progress(f"layer {name}")
@@ -236,6 +288,8 @@ def build_image(
                 sink.abort()
                 raise
             sink.close()
+            if isinstance(sink, ParallelXzSink):
+                _report_blocks(sink.stats, cache, progress)
             findings = lint(tree)
             fatal = [
                 f for f in findings if f.severity == "error" and f.code not in options.lint_allow
@@ -258,6 +312,8 @@ def build_image(
         layers=[layer.name for layer in layers],
         base=base_label,
         tar_path=options.tar_output,
+        xz_block_size=options.xz_block_size,
+        xz_stats=sink.stats if isinstance(sink, ParallelXzSink) else None,
     )
     if options.manifest is not None:
         write_bytes_atomic(options.manifest, manifest_json(result).encode())
@@ -266,6 +322,20 @@ def build_image(
         update_sums(options.sums, sums_name(options.output), result.sha256)
         result.sums_path = options.sums
     return result
+
+
+def _report_blocks(
+    stats: XzStats, cache: BlockCache | None, progress: Callable[[str], None]
+) -> None:
+    message = f"xz: {stats.blocks} block(s), {stats.compressed} compressed"
+    if cache is not None:
+        message += f", {stats.reused} reused from {cache.root}"
+        if cache.stats.corrupt:
+            message += f" ({cache.stats.corrupt} corrupt cache entries ignored and recomputed)"
+    progress(message)
+    if cache is not None:
+        for error in cache.stats.write_errors:
+            progress(f"warning: block cache not written: {error}")
 
 
 def sums_name(output: Path) -> str:

@@ -8,7 +8,9 @@ Rules:
 - the reference compression is ``xz -T1``, preset 6, CRC64, one stream, one
   block: byte-identical to liblzma's single-threaded encoder, which Python's
   ``lzma`` uses. The promise holds for the same liblzma version (checked
-  here with 5.4.1); a different liblzma may compress differently;
+  here with 5.4.1); a different liblzma may compress differently. The
+  parallel multi-block mode (``--xz-block-size``) is
+  :class:`hats.image.xzparallel.ParallelXzSink`, with the same interface;
 - decompression and compression each run in a thread of their own, fed
   through bounded queues, so reading the base, composing the tar and
   compressing overlap (liblzma, zlib, zstd and hashlib release the GIL) and

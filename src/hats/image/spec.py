@@ -33,6 +33,9 @@ Rules:
 
     # [lint]
     # allow = ["unsafe-name"]
+
+    # [xz]                                  # default: the reference xz -T1 -6
+    # block_size = "8MiB"                   # multi-block, parallel (--xz-block-size)
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from typing import Any
 
 from hats.errors import HatsError
 from hats.image.build import BuildOptions, LayerSpec
+from hats.image.xzparallel import check_block_size, parse_size
 
 
 class SpecError(HatsError):
@@ -61,12 +65,14 @@ _TOP = {
     "layers",
     "outputs",
     "lint",
+    "xz",
 }
 _TABLES = {
     "binaries": {"orchestrator", "agent", "syslogd"},
     "units": {"orchestrator", "syslogd"},
     "outputs": {"tar", "manifest", "sums"},
     "lint": {"allow"},
+    "xz": {"block_size"},
 }
 _LAYER_KEYS = {"source", "destination", "mode"}
 
@@ -156,6 +162,14 @@ def load_spec(path: Path) -> BuildOptions:
             )
         )
     output = rel(_str(doc, "output", where))
+    xz_block_size: int | None = None
+    raw_block_size = doc.get("xz", {}).get("block_size")
+    if raw_block_size is not None:
+        if not isinstance(raw_block_size, str | int) or isinstance(raw_block_size, bool):
+            raise SpecError(f'{where}: [xz] block_size must be a size like "8MiB"')
+        xz_block_size = check_block_size(
+            parse_size(raw_block_size, f"{where}: [xz] block_size"), f"{where}: [xz] block_size"
+        )
     return BuildOptions(
         output=output if output is not None else Path(),
         tvs_keys=root / tvs_keys,
@@ -173,4 +187,5 @@ def load_spec(path: Path) -> BuildOptions:
         manifest=rel(_str(outputs, "manifest", where)),
         sums=rel(_str(outputs, "sums", where)),
         lint_allow=tuple(allow),
+        xz_block_size=xz_block_size,
     )
