@@ -32,7 +32,7 @@ from hats.packaging.agents_layer import build_agents_tree
 from hats.vm.assets import ensure_guest_assets
 from hats.vm.demo import VmDemoOptions, boot_and_wait, prepare_vm
 from hats.vm.initramfs import KernelTree, build_tree, write_initramfs
-from hats.vm.qemu import choose_accel
+from hats.vm.qemu import bare_argv, choose_accel
 from hats.vm.tree import Tree
 
 
@@ -49,30 +49,7 @@ def _bare_boot(kernel: Path, busybox: Path, accel: str, work: Path) -> float:
     initrd = work / "bare.cpio.gz"
     with gzip.GzipFile(initrd, "wb", mtime=0) as handle:
         tree.write_cpio(handle)
-    accel_args = (
-        ["-accel", "tcg", "-cpu", "max"] if accel == "tcg" else ["-enable-kvm", "-cpu", "host"]
-    )
-    argv = [
-        "qemu-system-x86_64",
-        *accel_args,
-        "-m",
-        "2G",
-        "-smp",
-        "2",
-        "-machine",
-        "q35",
-        "-nodefaults",
-        "-nographic",
-        "-no-reboot",
-        "-kernel",
-        str(kernel),
-        "-initrd",
-        str(initrd),
-        "-append",
-        "console=ttyS0 panic=-1 quiet",
-        "-serial",
-        "null",
-    ]
+    argv = bare_argv(kernel, accel, initrd=initrd)
     return _timed(argv)
 
 

@@ -280,15 +280,28 @@ def prepare(
     )
 
 
-def make_policy(image: Path, bundle: Path, dice: Path, out: Path, env: dict[str, str]) -> Path:
-    """``hats policy make`` for the image and bundle (insecure, like the DICE data)."""
+def make_policy(
+    image: Path | None,
+    bundle: Path,
+    dice: Path,
+    out: Path,
+    env: dict[str, str],
+    *,
+    image_sha256: str | None = None,
+) -> Path:
+    """``hats policy make`` for the image (or its SHA-256) and bundle, insecure like ``dice``."""
+    if image_sha256 is not None:
+        image_args: list[str | Path] = ["--system-image-sha256", image_sha256]
+    elif image is not None:
+        image_args = ["--system-image", image]
+    else:
+        raise ValueError("make_policy needs the image or its SHA-256")
     _run(
         "policy",
         _hats(
             "policy",
             "make",
-            "--system-image",
-            image,
+            *image_args,
             "--bundle",
             bundle,
             "--like",

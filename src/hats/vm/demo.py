@@ -41,6 +41,7 @@ from hats.demo import (
     _hats,
     _Process,
     _run,
+    make_policy,
     processes,
     start_tvs,
     write_secrets_file,
@@ -182,24 +183,7 @@ def make_vm_policy(
     out: Path, *, image_sha256: str, bundle: Path, dice: Path, env: dict[str, str]
 ) -> Path:
     """An insecure policy: ``image_sha256``, the bundle, the kernel values of ``dice``."""
-    _run(
-        "policy",
-        _hats(
-            "policy",
-            "make",
-            "--system-image-sha256",
-            image_sha256,
-            "--bundle",
-            bundle,
-            "--like",
-            dice,
-            "--insecure",
-            "-o",
-            out,
-        ),
-        env,
-    )
-    return out
+    return make_policy(None, bundle, dice, out, env, image_sha256=image_sha256)
 
 
 def boot_and_wait(

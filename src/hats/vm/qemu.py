@@ -165,6 +165,26 @@ def qemu_argv(config: VmConfig) -> list[str]:
     return argv
 
 
+def bare_argv(
+    kernel: Path,
+    accel: str,
+    *,
+    initrd: Path | None = None,
+    qemu: str = QEMU,
+    memory: str = "2G",
+    serial: str = "null",
+) -> list[str]:
+    """A kernel-only guest (no network, no launcher): the KVM probe and the bench's floor."""
+    accel_args = (
+        ["-enable-kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg", "-cpu", "max"]
+    )
+    argv = [qemu, *accel_args, "-m", memory, "-smp", "2", "-machine", "q35"]
+    argv += ["-nodefaults", "-nographic", "-no-reboot", "-kernel", str(kernel)]
+    if initrd is not None:
+        argv += ["-initrd", str(initrd)]
+    return [*argv, "-append", "console=ttyS0 panic=-1 quiet", "-serial", serial]
+
+
 def random_cid() -> int:
     """A guest CID as the reference picks one: uniform in [1024, 1000000)."""
     return random.randrange(1024, 1_000_000)
@@ -182,25 +202,7 @@ def probe_kvm(kernel: Path, *, qemu: str = QEMU, timeout: float = 10.0) -> tuple
         return False, "/dev/kvm does not exist"
     if not os.access(KVM, os.R_OK | os.W_OK):
         return False, "/dev/kvm is not accessible"
-    argv = [
-        qemu,
-        "-enable-kvm",
-        "-cpu",
-        "host",
-        "-m",
-        "256M",
-        "-machine",
-        "q35",
-        "-nodefaults",
-        "-nographic",
-        "-no-reboot",
-        "-kernel",
-        str(kernel),
-        "-append",
-        "console=ttyS0 panic=-1",
-        "-serial",
-        "stdio",
-    ]
+    argv = bare_argv(kernel, "kvm", qemu=qemu, memory="256M", serial="stdio")
     try:
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
