@@ -221,6 +221,10 @@ def boot_and_wait(
                 options.accel,
                 "--console-log",
                 console,
+                "--logs-file",
+                setup.work / f"{console.stem}.logs.jsonl",
+                "--metrics-file",
+                setup.work / f"{console.stem}.metrics.json",
             ),
             {**setup.env, "HATS_TVS_AUTHENTICATION_KEY": setup.client_private.hex()},
         )
