@@ -50,7 +50,6 @@ MODULES_DIR = "usr/lib/modules"
 MODULES_LIST = "etc/hats/modules.load"
 BUSYBOX = "usr/bin/busybox"
 _DEPENDS = re.compile(rb"(?:^|\0)depends=([^\0]*)\0")
-_NAME = re.compile(rb"(?:^|\0)name=([^\0]*)\0")
 
 INIT_SCRIPT = """\
 #!/bin/busybox sh

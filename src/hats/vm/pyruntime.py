@@ -76,7 +76,7 @@ class _BaseFiles:
     links: dict[str, str] = field(default_factory=dict)
 
 
-def _wanted(name: str, stdlib: str | None) -> bool:
+def _wanted(name: str) -> bool:
     if _PYTHON.match(name) or name == "usr/bin/python3":
         return True
     if name.startswith("usr/lib/python3.") and name.count("/") >= 3:
@@ -95,7 +95,7 @@ def _read_base(base: Path) -> _BaseFiles:
                 continue
             if member.kind == "symlink":
                 kept.links[name] = member.linkname
-            elif member.is_regular and _wanted(name, None):
+            elif member.is_regular and _wanted(name):
                 kept.files[name] = (member.mode & 0o7777, b"".join(reader.chunks()))
     return kept
 
