@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hats.base.cache import default_cache_dir
+from hats.packaging.fetch import sha256_file
 from hats.vm import initramfs
 from hats.vm.debian import BUSYBOX_PACKAGE, AptConfig, PackageFetcher, extract_deb
 
@@ -37,14 +38,6 @@ class GuestAssets:
     kernel: Path
     initrd: Path
     kernel_release: str
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _unpacked(deb: Path, directory: Path) -> Path:
@@ -92,7 +85,7 @@ def ensure_guest_assets(
     if base is None:
         base = ensure_default_base(with_python=True, cache_dir=cache_dir, progress=say)
     key = initrd_key(
-        base_sha256=_sha256_file(base),
+        base_sha256=sha256_file(base),
         kernel_deb=kernel_deb.name,
         busybox_deb=busybox_deb.name,
         agents=agents_tree_digest(),
