@@ -32,7 +32,7 @@ from __future__ import annotations
 import gzip
 import re
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,11 +83,12 @@ def module_depends(data: bytes) -> list[str]:
     return [name for name in match.group(1).decode("ascii", "replace").split(",") if name]
 
 
-def load_order(wanted: Iterable[str], depends: Mapping[str, list[str]]) -> list[str]:
+def load_order(wanted: Iterable[str], depends: Callable[[str], list[str] | None]) -> list[str]:
     """Modules to load, dependencies first (depth-first, in the order given).
 
-    :class:`InitramfsError` if a module (or a dependency) is unknown or the
-    dependencies form a cycle.
+    ``depends(name)`` is a module's dependency list, ``None`` for an unknown
+    module. :class:`InitramfsError` if a module (or a dependency) is unknown
+    or the dependencies form a cycle.
     """
     order: list[str] = []
     visiting: set[str] = set()
@@ -97,10 +98,11 @@ def load_order(wanted: Iterable[str], depends: Mapping[str, list[str]]) -> list[
             return
         if name in visiting:
             raise InitramfsError(f"kernel modules depend on each other: {' → '.join(chain)}")
-        if name not in depends:
+        needs = depends(name)
+        if needs is None:
             raise InitramfsError(f"kernel module {name} is not in the kernel package")
         visiting.add(name)
-        for dependency in depends[name]:
+        for dependency in needs:
             visit(dependency, (*chain, dependency))
         visiting.discard(name)
         order.append(name)
@@ -137,8 +139,14 @@ class KernelTree:
 def add_modules(tree: Tree, kernel: KernelTree, wanted: Iterable[str]) -> list[str]:
     """Copy the wanted modules and their dependencies; return the load order."""
     files = kernel.module_files()
-    contents = {name: path.read_bytes() for name, path in files.items()}
-    depends = {name: module_depends(data) for name, data in contents.items()}
+    contents: dict[str, bytes] = {}
+
+    def depends(name: str) -> list[str] | None:
+        if name not in files:
+            return None
+        contents[name] = files[name].read_bytes()  # only the modules the guest loads
+        return module_depends(contents[name])
+
     order = load_order(wanted, depends)
     for name in order:
         tree.file(f"{MODULES_DIR}/{name}.ko", contents[name], 0o644)
