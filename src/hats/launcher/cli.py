@@ -331,18 +331,20 @@ def _run(
         sig: signal.signal(sig, on_signal)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
     }
+    guest: _Guest | None = None
     try:
         server, address = start_server(listen, oak=oak, hats=hats, logs=logs, metrics=metrics)
         try:
             _say(f"listening on {address}")
-            guest = _start_guest(vm, str(address), stop) if vm is not None else None
+            if vm is not None:
+                guest = _Guest(vm, str(address), stop)
             while not stop.wait(0.2):
                 if show_metrics.is_set():
                     show_metrics.clear()
                     telemetry.print_metrics()
             if guest is not None:
                 # Power the guest off while the services (logs!) still run.
-                guest.join()
+                guest.thread.join()
         finally:
             server.stop(grace=1.0).wait()
             for channel in channels.values():
@@ -352,23 +354,33 @@ def _run(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _say("stopped")
+    if guest is not None and guest.error is not None:
+        raise guest.error
 
 
-def _start_guest(vm: VmOptions, address: str, stop: threading.Event) -> threading.Thread:
-    """Boot the guest in a thread that sets ``stop`` when QEMU is gone."""
-    from hats.vm.launch import serve_with_vm
+class _Guest:
+    """The guest, booted in a thread that sets ``stop`` when QEMU is gone.
 
-    def run() -> None:
+    A failure to boot (no kernel, no QEMU, …) stops the launcher and is
+    raised by :func:`_run` once the services are down: one line, exit 1.
+    """
+
+    def __init__(self, vm: VmOptions, address: str, stop: threading.Event) -> None:
+        self.error: HatsError | None = None
+        self.thread = threading.Thread(
+            target=self._run, args=(vm, address, stop), name="vm", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, vm: VmOptions, address: str, stop: threading.Event) -> None:
+        from hats.vm.launch import serve_with_vm
+
         try:
             serve_with_vm(vm, address, stop, _say)
         except HatsError as exc:
-            _say(f"hats launcher: vm: {exc}", err=True)
+            self.error = exc
         finally:
             stop.set()
-
-    thread = threading.Thread(target=run, name="vm", daemon=True)
-    thread.start()
-    return thread
 
 
 @launcher_group.command("metrics")
