@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -360,8 +360,13 @@ def start_tvs(
     return address
 
 
-def start_launcher(setup: DemoSetup, running: list[_Process]) -> str:
-    """Start the launcher proxying to every TVS address; its address."""
+def start_launcher(
+    setup: DemoSetup, running: list[_Process], extra: Sequence[str | Path] = ()
+) -> _Process:
+    """Start the launcher on ``setup.launcher_address``, proxying to every TVS; wait until ready.
+
+    ``extra``: more ``hats launcher serve`` options (the VM demo adds ``--vmm qemu …``).
+    """
     address = setup.launcher_address
     launcher = _Process(
         "launcher",
@@ -376,12 +381,13 @@ def start_launcher(setup: DemoSetup, running: list[_Process]) -> str:
             setup.image,
             "--bundle",
             setup.bundle,
+            *map(str, extra),
         ),
         {**setup.env, "HATS_TVS_AUTHENTICATION_KEY": setup.client_private.hex()},
     )
     running.append(launcher)
     launcher.wait_ready()
-    return address
+    return launcher
 
 
 def orchestrator_args(setup: DemoSetup, heartbeat: int | str | None = None) -> list[str]:

@@ -39,10 +39,10 @@ from hats.demo import (
     DemoError,
     DemoSetup,
     _hats,
-    _Process,
     _run,
     make_policy,
     processes,
+    start_launcher,
     start_tvs,
     write_secrets_file,
 )
@@ -202,19 +202,10 @@ def boot_and_wait(
     boot_to_keys: float | None = None
     with processes() as running:
         start_tvs(setup, 0, running, policy=policy)
-        launcher = _Process(
-            "launcher",
-            _hats(
-                "launcher",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--tvs_addresses",
-                setup.tvs_address(0),
-                "--system-image",
-                setup.image,
-                "--bundle",
-                setup.bundle,
+        launcher = start_launcher(
+            setup,
+            running,
+            [
                 "--vmm",
                 "qemu",
                 "--accel",
@@ -225,11 +216,8 @@ def boot_and_wait(
                 setup.work / f"{console.stem}.logs.jsonl",
                 "--metrics-file",
                 setup.work / f"{console.stem}.metrics.json",
-            ),
-            {**setup.env, "HATS_TVS_AUTHENTICATION_KEY": setup.client_private.hex()},
+            ],
         )
-        running.append(launcher)
-        launcher.wait_ready()
         started = time.monotonic()
         echo(f"[5/6] TVS and launcher up; the guest is booting (console: {console})")
         seen = 0
