@@ -66,6 +66,8 @@ def test_workload_in_the_guest_gets_its_key(vm_setup: DemoSetup) -> None:
     assert result.clean_poweroff, output[-2000:]
     # syslogd's records as JSON lines, and the agent's /proc metrics, reached the launcher.
     logs = (vm_setup.work / "ok.logs.jsonl").read_text()
+    for key in (vm_setup.secret.hex(), vm_setup.client_private.hex()):
+        assert key not in logs and key not in output and key not in console
     assert "private_key_sha256=" in logs and "oak-orchestrator.service" in logs
     metrics = (vm_setup.work / "ok.metrics.json").read_text()
     assert "cpu_seconds_total" in metrics and "mem_total" in metrics
