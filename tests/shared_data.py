@@ -1,15 +1,15 @@
-"""Where the shared reference artefacts are: ``../shared`` beside the checkout.
+"""Where the reference artefacts the tests use are: ``tests/data/``.
 
-CI clones the project into a fresh folder with a copy of ``shared/`` beside
-it; ``HATS_SHARED`` overrides the location.
+Every file there is listed, with its upstream origin and SHA-256, in
+``tests/data/README.md`` (checked by ``tests/test_data_digests.py``). Tests
+never read anything outside the checkout.
 """
 
-import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("HATS_SHARED", ROOT.parent / "shared"))
-TESTDATA = SHARED / "testdata"
+TESTDATA = ROOT / "tests" / "data"
 UNITS = TESTDATA / "units"
 TVS_KEYS = TESTDATA / "tvs-keys"
 EVIDENCE = TESTDATA / "hats-evidence"
+AMD = TESTDATA / "amd"

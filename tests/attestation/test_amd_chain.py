@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import shared_data
 from hats.attestation.amd import (
     AmdCertificateError,
     AmdProductMismatchError,
@@ -58,11 +59,11 @@ from hats.attestation.errors import (
     EvidenceVerificationError,
 )
 from hats.pb.oak.attestation.v1 import evidence_pb2
-from shared_data import EVIDENCE, TESTDATA
+from shared_data import EVIDENCE
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 VCEK = (EVIDENCE / "vcek_genoa.crt").read_bytes()
-AMD_DIR = TESTDATA / "amd"
+AMD_DIR = shared_data.AMD
 
 
 def _report() -> bytes:

@@ -157,7 +157,7 @@ def test_v1_is_accepted_by_the_reference_policy() -> None:
 
 def test_v1_text_form_is_accepted_with_explicit_roots() -> None:
     text = str(E / "evidence_v1_genoa.txtpb")
-    amd = str(shared_data.TESTDATA / "amd")
+    amd = str(shared_data.AMD)
     assert run(evidence_group, *verify_args(text, REFERENCE, "--amd-certs-dir", amd)) == 0
 
 

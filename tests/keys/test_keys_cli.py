@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from hats.cli import main
 from hats.keys.keyfile import format_key_file, parse_key_file
 from hats.keys.keygen import public_key_from_private
 
-TESTDATA = Path(os.environ.get("HATS_TESTDATA", shared_data.TESTDATA)) / "tvs-keys"
+TESTDATA = shared_data.TVS_KEYS
 
 
 def point(k: int) -> bytes:
@@ -68,8 +67,7 @@ def test_check_ok(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_check_reference_files(capsys: pytest.CaptureFixture[str]) -> None:
     files = sorted(TESTDATA.glob("*.txt"))
-    if len(files) != 4:
-        pytest.skip(f"reference test data not found at {TESTDATA}")
+    assert len(files) == 4
     code, out, _ = run(["keys", "check", *map(str, files)], capsys)
     assert code == 0
     assert out.splitlines() == [
@@ -171,8 +169,6 @@ def test_show_json(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_show_heartbeat_reference_key(capsys: pytest.CaptureFixture[str]) -> None:
     path = TESTDATA / "test_single_1sec_heartbeat.txt"
-    if not path.exists():
-        pytest.skip(f"reference test data not found at {path}")
     code, out, _ = run(["keys", "show", "--json", str(path)], capsys)
     assert code == 0
     assert json.loads(out)[0]["note"] == "test key (published private key)"

@@ -1,7 +1,7 @@
 """The generated protobuf/gRPC code (``hats.pb``) against the spec and real artefacts.
 
 Real data: the HATs evidence from a Genoa CVM (binary and text form) and the
-appraisal policy written for it (``shared/testdata/hats-evidence``). Facts:
+appraisal policy written for it (``tests/data/hats-evidence``). Facts:
 wire-protocol.md §3 (services, messages, field numbers, method paths) and §7.2
 (appraisal policies), system-image.md §5.2 (launcher config).
 """
