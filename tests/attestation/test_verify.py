@@ -255,6 +255,14 @@ def test_dropped_layer_is_rejected() -> None:
     evidence = v1()
     del evidence.layers[1]
     del evidence.event_log.encoded_events[1]
+    with pytest.raises(EvidenceVerificationError, match="incorrect number of DICE layers"):
+        check(evidence)
+
+
+def test_skipped_layer_breaks_the_chain() -> None:
+    evidence = v1()
+    evidence.layers[1].CopyFrom(evidence.layers[2])
+    evidence.event_log.encoded_events[1] = evidence.event_log.encoded_events[2]
     with pytest.raises(EvidenceVerificationError, match=r"^layer 1 certificate"):
         check(evidence)
 

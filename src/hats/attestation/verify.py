@@ -23,6 +23,12 @@ The rules, in the order they are checked:
    the evidence can change without failing (stricter than the reference).
 3. **Event log.** There are exactly as many encoded events as layers, and
    layer *i*'s EVENT claim is SHA-256 of ``event_log.encoded_events[i]``.
+   There are exactly three layers, the kernel (stage0), system (stage1) and
+   container (orchestrator) layers, as Oak's extraction takes them for Oak
+   Containers (upstream-facts F9: it takes exactly those certificates and
+   nothing after them); any other count is refused with "incorrect number of
+   DICE layers for Oak Containers", so that no extra, unmeasured layer can
+   carry the application keys.
 4. **Application keys.** The encryption and signing certificates are signed by
    the last layer's key, name the last layer's subject as issuer and carry the
    last event's digest; a non-empty group-encryption certificate is signed by
@@ -239,6 +245,11 @@ def _verify_chain(evidence: evidence_pb2.Evidence) -> tuple[cose.Certificate, ..
     if len(events) != len(layers):
         raise EvidenceVerificationError(
             f"event log: {len(events)} events for {len(layers)} layers (must be equal)"
+        )
+    if len(layers) != len(EXPECTED_EVENTS):
+        raise EvidenceVerificationError(
+            f"DICE chain: {len(layers)} layers: incorrect number of DICE layers for Oak"
+            f" Containers (expected {len(EXPECTED_EVENTS)}: kernel, system, container)"
         )
     issuer_key = cose.CoseKey.decode(
         evidence.root_layer.eca_public_key, "root layer eca_public_key"
