@@ -6,7 +6,7 @@ Steps (each printed as it happens):
    here with the reference layout (a minimal base, the HATs layers);
 2. stage1 simulated on it (insecure root, the image's SHA-256 in the system
    layer event) — the DICE data the orchestrator reads;
-3. the sample workload bundle (``examples/workload/get_keys.py``);
+3. the sample workload bundle (``hats/workload/get_keys.py``);
 4. an appraisal policy made from the build: image digest, bundle digest,
    kernel values of the simulated stage0 (insecure);
 5. key pairs: one per TVS, one for the orchestrator's TVS authentication; a

@@ -187,7 +187,7 @@ def test_sample_bundle_is_deterministic(tmp_path: Path) -> None:
     assert config["process"]["args"] == ["python3", "get_keys.py"]
     assert config["process"]["cwd"] == "/app"
     assert (tmp_path / "c" / "rootfs" / "app" / "get_keys.py").read_bytes() == (
-        REPO / "examples" / "workload" / "get_keys.py"
+        REPO / "src" / "hats" / "workload" / "get_keys.py"
     ).read_bytes()
 
 

@@ -1,4 +1,4 @@
-"""The demo's container bundle: ``examples/workload/get_keys.py`` as an OCI bundle tar.
+"""The demo's container bundle: ``hats/workload/get_keys.py`` as an OCI bundle tar.
 
 Layout (deterministic: owner 0:0, mtime 946684800, sorted)::
 
@@ -24,9 +24,10 @@ from typing import Any
 
 from hats.errors import HatsError
 from hats.fsio import atomic_output
+from hats.workload import GET_KEYS_SCRIPT as DEFAULT_SCRIPT
+from hats.workload import SCRIPT_NAME
 
-SCRIPT_NAME = "get_keys.py"
-DEFAULT_SCRIPT = Path(__file__).resolve().parents[3] / "examples" / "workload" / SCRIPT_NAME
+__all__ = ["DEFAULT_SCRIPT", "SCRIPT_NAME", "make_sample_bundle", "sample_config"]
 _MTIME = 946684800
 
 
@@ -104,7 +105,7 @@ def make_sample_bundle(out: Path, *, python: str = "python3", script: Path | Non
     """Write the sample bundle tar to ``out`` (atomically); return ``out``.
 
     ``python`` is ``process.args[0]``; ``script`` defaults to the repository's
-    ``examples/workload/get_keys.py``.
+    ``hats/workload/get_keys.py``.
     """
     data = sample_bundle_bytes(python=python, script=script)
     with atomic_output(out) as handle:

@@ -1,6 +1,6 @@
 """The sample workload as a self-contained runc bundle for the guest.
 
-The host demo runs ``examples/workload/get_keys.py`` with the host's Python
+The host demo runs ``hats/workload/get_keys.py`` with the host's Python
 (the ``process`` runtime). In the guest the orchestrator runs it with runc,
 so its bundle carries its own root filesystem::
 

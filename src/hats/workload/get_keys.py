@@ -83,7 +83,7 @@ def main() -> int:
     path = os.environ.get("HATS_ORCHESTRATOR_IPC", DEFAULT_SOCKET)
     options = [("grpc.default_authority", "[::]:0")]
     with grpc.insecure_channel(f"unix:{path}", options=options) as channel:
-        get_keys = channel.unary_unary(
+        get_keys: grpc.UnaryUnaryMultiCallable[None, bytes] = channel.unary_unary(
             GET_KEYS,
             request_serializer=lambda _: b"",
             response_deserializer=lambda raw: raw,
