@@ -7,27 +7,93 @@ only for bugs.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
 import click
 
 from hats import __version__
-from hats.attestation.cli import evidence_group, policy_group
-from hats.attestation.stage1_cli import stage1_group
-from hats.base.cli import base_group
 from hats.errors import HatsError
-from hats.image.cli import image_group
-from hats.keys.cli import keys_group
-from hats.launcher.cli import launcher_group
-from hats.tvs.cli import tvs_group
-from hats.vm.cli import vm_group
+
+#: The command groups, loaded only when named: ``hats --help`` and ``hats X
+#: --help`` import nothing but click and the one group asked for. name →
+#: (module, attribute, the one-line help ``hats --help`` shows; a test checks it
+#: equals the group's own).
+LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
+    "image": (
+        "hats.image.cli",
+        "image_group",
+        "Build, inspect, diff, verify and lint system images.",
+    ),
+    "keys": (
+        "hats.keys.cli",
+        "keys_group",
+        "Check, generate and show TVS key files (tvs_public_keys.txt).",
+    ),
+    "base": ("hats.base.cli", "base_group", "Build the default Debian base root filesystem."),
+    "stage1": (
+        "hats.attestation.stage1_cli",
+        "stage1_group",
+        "Simulate stage1's DICE data (INSECURE: for machines without SEV-SNP).",
+    ),
+    "evidence": (
+        "hats.attestation.cli",
+        "evidence_group",
+        "Inspect and verify attestation evidence (oak.attestation.v1.Evidence).",
+    ),
+    "policy": (
+        "hats.attestation.cli",
+        "policy_group",
+        "Make and check TVS appraisal policies (text-format AppraisalPolicies).",
+    ),
+    "tvs": (
+        "hats.tvs.cli",
+        "tvs_group",
+        "A TVS wire-compatible with the reference, for tests and demos.",
+    ),
+    "launcher": (
+        "hats.launcher.cli",
+        "launcher_group",
+        "The host side of a HATs CVM: Oak Launcher, LauncherService, OTLP logs and metrics.",
+    ),
+    "vm": ("hats.vm.cli", "vm_group", "Boot the system image in QEMU (insecure mode: no SEV-SNP)."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A click group whose sub-groups are imported on first use (see LAZY_GROUPS)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_GROUPS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_GROUPS and cmd_name not in self.commands:
+            module, attribute, _ = LAZY_GROUPS[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{module}.{attribute} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List every command without importing the lazy groups."""
+        rows = [
+            (name, LAZY_GROUPS[name][2] if name in LAZY_GROUPS else self._short_help(name))
+            for name in self.list_commands(ctx)
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def _short_help(self, name: str) -> str:
+        command = self.commands[name]
+        return command.get_short_help_str(limit=200)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hats")
 def cli() -> None:
-    """Build, inspect and verify HATs system images."""
+    """Build, inspect and verify HATs system images, and run the agents and peers."""
 
 
 @cli.command(
@@ -114,17 +180,6 @@ def demo_command(
         return 0
     click.echo("FAILED: the workload did not print the expected key fingerprint", err=True)
     return 1
-
-
-cli.add_command(image_group)
-cli.add_command(keys_group)
-cli.add_command(base_group)
-cli.add_command(stage1_group)
-cli.add_command(evidence_group)
-cli.add_command(policy_group)
-cli.add_command(tvs_group)
-cli.add_command(launcher_group)
-cli.add_command(vm_group)
 
 
 def main(argv: list[str] | None = None) -> int:
