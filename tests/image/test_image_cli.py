@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,8 @@ def test_build_json_and_outputs(
     assert summary["path"] == str(out)
     assert (tmp_path / "SHA256SUMS").read_text() == f"{digest} hats_system_image_test_single\n"
     manifest = json.loads((tmp_path / "m.json").read_text())
+    # Both name the tool that built the image, as the installed distribution says.
+    assert summary["hats_version"] == manifest["hats_version"] == version("hats")
     by_path = {e["path"]: e for e in manifest["entries"]}
     unit = by_path["/etc/systemd/system/oak-orchestrator.service"]
     assert unit["layer"] == "services" and unit["overrides"] == ["base"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from hats import __version__
 from hats.errors import HatsError
 from hats.fsio import atomic_output, write_bytes_atomic
 from hats.image import units
@@ -116,6 +117,7 @@ class BuildResult:
 
     def to_json(self) -> dict[str, object]:
         return {
+            "hats_version": __version__,
             "path": str(self.path),
             "sha256": self.sha256,
             "size": self.size,
@@ -350,6 +352,7 @@ def sums_name(output: Path) -> str:
 def manifest_json(result: BuildResult) -> str:
     """Every effective path with its type, mode, owner, size, digest and layers."""
     document = {
+        "hats_version": __version__,
         "image": {
             "path": result.path.name,
             "sha256": result.sha256,
