@@ -12,7 +12,9 @@ flags also as ``--flag=true|false``) plus:
   ``shares = [...]`` in the secrets file (how one TVS of a split-trust set
   serves its share of a secret; see :mod:`hats.tvs.keys`);
 * ``--amd-certs-dir DIR``: AMD ARK/ASK roots instead of the built-in ones;
-* ``--now ISO8601``: check certificate validity at this time (testing).
+* ``--now ISO8601``: check certificate validity at this time (testing);
+* ``--max-streams N``, ``--message-timeout S``, ``--session-timeout S``: the
+  stream cap and deadlines (:mod:`hats.tvs.server`).
 
 When ready it prints one line ``listening on ADDR`` on stdout. Each request's
 outcome goes to stderr. Secrets and private keys are never printed.
@@ -35,6 +37,7 @@ import click
 from hats.attestation.amd.certs import load_amd_roots
 from hats.attestation.policy import load_policies, verify_policy_signatures
 from hats.errors import HatsError
+from hats.streamlimits import StreamLimits
 from hats.tvs.keys import (
     DEFAULT_KEY_ID,
     DEFAULT_PUBLIC_KEY,
@@ -43,7 +46,7 @@ from hats.tvs.keys import (
     decode_hex,
     load_secrets_file,
 )
-from hats.tvs.server import serve_bound
+from hats.tvs.server import DEFAULT_LIMITS, serve_bound
 from hats.tvs.session import PolicyChecker, TvsConfig
 from hats.tvs.split import SCHEMES, split_secret
 
@@ -182,6 +185,30 @@ def tvs_group() -> None:
 )
 @click.option("--amd-certs-dir", "amd_certs_dir", metavar="DIR", help="AMD ARK/ASK PEM files.")
 @click.option("--now", "now", metavar="ISO8601", help="Validity time for certificates (testing).")
+@click.option(
+    "--max-streams",
+    "max_streams",
+    type=click.IntRange(min=1),
+    default=DEFAULT_LIMITS.max_streams,
+    show_default=True,
+    help="Concurrent VerifyReport streams; more are refused (RESOURCE_EXHAUSTED).",
+)
+@click.option(
+    "--message-timeout",
+    "message_timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_LIMITS.message_timeout,
+    show_default=True,
+    help="Seconds a stream may wait for its next message (then DEADLINE_EXCEEDED).",
+)
+@click.option(
+    "--session-timeout",
+    "session_timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_LIMITS.session_timeout,
+    show_default=True,
+    help="Seconds a whole stream may last (then DEADLINE_EXCEEDED).",
+)
 def serve_command(
     port: int | None,
     listen: str | None,
@@ -196,6 +223,9 @@ def serve_command(
     share_index: int | None,
     amd_certs_dir: str | None,
     now: str | None,
+    max_streams: int,
+    message_timeout: float,
+    session_timeout: float,
     accept_insecure_policies: bool,
     enable_policy_signature: bool,
     enable_dynamic_policy_fetching: bool,
@@ -237,7 +267,10 @@ def serve_command(
     )
     address = listen if listen is not None else f"[::]:{port}"
     _setup_logging()
-    server, bound = serve_bound(address, config.new_handler)
+    limits = StreamLimits(
+        max_streams=max_streams, message_timeout=message_timeout, session_timeout=session_timeout
+    )
+    server, bound = serve_bound(address, config.new_handler, limits=limits)
     log = logging.getLogger("hats.tvs")
     log.info(
         "%d polic%s, users %s",

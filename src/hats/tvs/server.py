@@ -9,6 +9,18 @@ verify request the next read ends the stream with OK (whatever it was).
 Each request's outcome is logged (logger ``hats.tvs``): accepted, or
 rejected with the reference text and the detailed reason. Logs never contain
 secrets or private keys.
+
+Limits (:mod:`hats.streamlimits`; a TVS faces the network, its callers are
+not authenticated before the handshake), defaults in :data:`DEFAULT_LIMITS`:
+
+- at most ``max_streams`` (128) streams at once; one more is refused with
+  ``RESOURCE_EXHAUSTED``; the worker pool has :data:`SPARE_WORKERS` more
+  threads than the cap, and gRPC refuses calls beyond the pool;
+- each request must arrive within ``message_timeout`` (10 s) and the stream
+  must be over within ``session_timeout`` (30 s), else ``DEADLINE_EXCEEDED``;
+- a request message is at most :data:`MAX_MESSAGE_BYTES` (1 MiB; the
+  evidence and certificate of a session are a few KiB), else gRPC answers
+  ``RESOURCE_EXHAUSTED``.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import grpc
 
 from hats.errors import HatsError
 from hats.pb.pcit.tvs import tvs_pb2, tvs_pb2_grpc
+from hats.streamlimits import StreamGate, StreamLimits, server_options
 from hats.transport import Address, parse_address
 from hats.tvs.session import RequestHandler, TvsRequestError
 
@@ -32,6 +45,13 @@ ERROR_PREFIX = "Invalid or malformed command. "
 
 HandlerFactory = Callable[[], RequestHandler]
 
+DEFAULT_LIMITS = StreamLimits(max_streams=128, message_timeout=10.0, session_timeout=30.0)
+"""The stream cap and deadlines of ``VerifyReport`` (see the module docstring)."""
+SPARE_WORKERS = 4
+"""Worker threads beyond the stream cap: there is always one to refuse a stream."""
+MAX_MESSAGE_BYTES = 1 << 20
+"""The largest request message the TVS receives."""
+
 
 class ServeError(HatsError):
     """The server cannot listen on the address."""
@@ -40,29 +60,38 @@ class ServeError(HatsError):
 class TvsServicer(tvs_pb2_grpc.TeeVerificationServiceServicer):
     """``VerifyReport``: one :class:`RequestHandler` per stream."""
 
-    def __init__(self, handler_factory: HandlerFactory) -> None:
+    def __init__(
+        self, handler_factory: HandlerFactory, limits: StreamLimits = DEFAULT_LIMITS
+    ) -> None:
         self._factory = handler_factory
         self._streams = itertools.count(1)
+        self.gate = StreamGate("VerifyReport", limits, LOG)
 
     def VerifyReport(
         self,
         request_iterator: Iterator[tvs_pb2.OpaqueMessage],
         context: grpc.ServicerContext,
     ) -> Iterator[tvs_pb2.OpaqueMessage]:
-        stream = next(self._streams)
-        handler = self._factory()
-        peer = context.peer()
-        for request in request_iterator:
-            if handler.terminated:
-                break
-            try:
-                response = handler.handle(request.binary_message)
-            except TvsRequestError as exc:
-                detail = f" ({exc.detail})" if exc.detail else ""
-                LOG.warning("stream %d from %s: rejected: %s%s", stream, peer, exc.message, detail)
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, ERROR_PREFIX + exc.message)
-            LOG.info("stream %d from %s: %s", stream, peer, handler.outcome)
-            yield tvs_pb2.OpaqueMessage(binary_message=response)
+        ticket = self.gate.enter(context)
+        try:
+            stream = next(self._streams)
+            handler = self._factory()
+            peer = context.peer()
+            for request in ticket.requests(request_iterator):
+                if handler.terminated:
+                    break
+                try:
+                    response = handler.handle(request.binary_message)
+                except TvsRequestError as exc:
+                    detail = f" ({exc.detail})" if exc.detail else ""
+                    LOG.warning(
+                        "stream %d from %s: rejected: %s%s", stream, peer, exc.message, detail
+                    )
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, ERROR_PREFIX + exc.message)
+                LOG.info("stream %d from %s: %s", stream, peer, handler.outcome)
+                yield tvs_pb2.OpaqueMessage(binary_message=response)
+        finally:
+            ticket.close()
 
 
 def _listen_address(address: Address, port: int) -> str:
@@ -72,17 +101,36 @@ def _listen_address(address: Address, port: int) -> str:
 
 
 def serve_bound(
-    address: str, handler_factory: HandlerFactory, *, max_workers: int = 16
+    address: str,
+    handler_factory: HandlerFactory,
+    *,
+    limits: StreamLimits = DEFAULT_LIMITS,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> tuple[grpc.Server, str]:
     """Start a threaded gRPC server on ``address``; return it and the address it listens on.
 
     ``address`` is anything :func:`hats.transport.parse_address` takes
     (``HOST:PORT``, ``unix:PATH``, ``vsock://CID:PORT``); TCP port 0 picks a
-    free port, reported in the returned address.
+    free port, reported in the returned address. ``limits``: the stream cap
+    and deadlines (the pool gets :data:`SPARE_WORKERS` more threads).
     """
+    return serve_servicer(
+        address, TvsServicer(handler_factory, limits), max_message_bytes=max_message_bytes
+    )
+
+
+def serve_servicer(
+    address: str, servicer: TvsServicer, *, max_message_bytes: int = MAX_MESSAGE_BYTES
+) -> tuple[grpc.Server, str]:
+    """:func:`serve_bound` with a servicer made by the caller (tests watch its gate)."""
     parsed = parse_address(address)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
-    tvs_pb2_grpc.add_TeeVerificationServiceServicer_to_server(TvsServicer(handler_factory), server)
+    workers = servicer.gate.limits.max_streams + SPARE_WORKERS
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tvs"),
+        options=server_options(max_message_bytes),
+        maximum_concurrent_rpcs=workers,
+    )
+    tvs_pb2_grpc.add_TeeVerificationServiceServicer_to_server(servicer, server)
     try:
         port = server.add_insecure_port(parsed.grpc_target())
     except RuntimeError as exc:
