@@ -146,6 +146,7 @@ def _minimal_image(work: Path, env: dict[str, str]) -> Path:
             root,
             "--tvs-keys",
             keys,
+            "--allow-test-keys",  # 1·G: this image is never attested
             "--secret-share-type",
             "no-split",
             "--orchestrator",

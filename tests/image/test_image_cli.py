@@ -35,6 +35,7 @@ def base_args(base: Path, inputs: Inputs, keys: Path, share: str = "no-split") -
         str(base),
         "--tvs-keys",
         str(keys),
+        "--allow-test-keys",  # the reference's key files hold its test keys (1·G, ...)
         "--secret-share-type",
         share,
         "--orchestrator",
@@ -145,6 +146,7 @@ def test_spec_file_build_equals_options_build(
     spec.parent.mkdir()
     spec.write_text(
         f'output = "built.tar.xz"\ntvs_keys = "{keys}"\nsecret_share_type = "no-split"\n'
+        "allow_test_keys = true\n"
         f'base = "{bases["tar"]}"\n'
         f'[binaries]\norchestrator = "{inputs.orchestrator}"\nagent = "{inputs.agent}"\n'
         f'syslogd = "{inputs.syslogd}"\n'
@@ -348,6 +350,7 @@ def test_hostile_names_are_lint_errors(
         extra,
         "--tvs-keys",
         keys,
+        "--allow-test-keys",
         "--secret-share-type",
         "no-split",
         "--orchestrator",
@@ -427,6 +430,7 @@ def test_determinism_across_environment(
                 str(bases["xz"]),
                 "--tvs-keys",
                 str(keys),
+                "--allow-test-keys",
                 "--secret-share-type",
                 "no-split",
                 "--orchestrator",
@@ -536,6 +540,7 @@ def test_default_agents_need_python_in_the_base(
         bases["xz"],
         "--tvs-keys",
         keys,
+        "--allow-test-keys",
         "--secret-share-type",
         "no-split",
         "-o",
@@ -551,6 +556,7 @@ def test_default_agents_need_python_in_the_base(
         bases["xz"],
         "--tvs-keys",
         keys,
+        "--allow-test-keys",
         "--secret-share-type",
         "no-split",
         "-o",

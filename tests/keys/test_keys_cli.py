@@ -60,7 +60,7 @@ def bad(tmp_path: Path) -> Path:
 
 
 def test_check_ok(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["keys", "check", str(good)], capsys)
+    code, out, err = run(["keys", "check", "--allow-test-keys", str(good)], capsys)
     assert code == 0, err
     assert out == f"{good}: OK (3 keys)\n"
 
@@ -68,7 +68,7 @@ def test_check_ok(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_reference_files(capsys: pytest.CaptureFixture[str]) -> None:
     files = sorted(TESTDATA.glob("*.txt"))
     assert len(files) == 4
-    code, out, _ = run(["keys", "check", *map(str, files)], capsys)
+    code, out, _ = run(["keys", "check", "--allow-test-keys", *map(str, files)], capsys)
     assert code == 0
     assert out.splitlines() == [
         f"{TESTDATA}/test_shamir_2_of_3.txt: OK (3 keys)",
@@ -81,7 +81,7 @@ def test_check_reference_files(capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_reports_every_problem(
     good: Path, bad: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(["keys", "check", str(bad), str(good)], capsys)
+    code, out, err = run(["keys", "check", "--allow-test-keys", str(bad), str(good)], capsys)
     assert code == 1
     assert err == ""
     lines = out.splitlines()
@@ -105,7 +105,9 @@ def test_check_file_level_problem_has_no_line(
 
 
 def test_check_json(good: Path, bad: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["keys", "check", "--json", str(good), str(bad)], capsys)
+    code, out, _ = run(
+        ["keys", "check", "--json", "--allow-test-keys", str(good), str(bad)], capsys
+    )
     assert code == 1
     records = [json.loads(text) for text in out.splitlines()]
     assert records[0] == {"file": str(good), "ok": True, "keys": 3, "problems": []}
@@ -114,10 +116,17 @@ def test_check_json(good: Path, bad: Path, capsys: pytest.CaptureFixture[str]) -
     assert [p["line"] for p in records[1]["problems"]] == [2, 3, 3]
 
 
-def test_check_reject_test_keys(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["keys", "check", "--reject-test-keys", str(good)], capsys)
+@pytest.mark.parametrize(
+    "flags", [[], ["--reject-test-keys"], ["--allow-test-keys", "--reject-test-keys"]]
+)
+def test_check_reject_test_keys(
+    good: Path, flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(["keys", "check", *flags, str(good)], capsys)
     assert code == 1
-    assert f"{good}:1: test key 1·G: its private key is public" in out.splitlines()
+    assert (
+        f"{good}:1: test key 1·G: its private key is public (--allow-test-keys)" in out.splitlines()
+    )
 
 
 def test_check_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -358,12 +367,13 @@ def test_make_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) 
 
 
 def test_subprocess_check_and_missing_file(tmp_path: Path, good: Path, bad: Path) -> None:
-    ok = hats_subprocess("keys", "check", str(good), cwd=tmp_path)
+    ok = hats_subprocess("keys", "check", "--allow-test-keys", str(good), cwd=tmp_path)
     assert ok.returncode == 0 and ok.stdout == f"{good}: OK (3 keys)\n" and ok.stderr == ""
 
     problems = hats_subprocess("keys", "check", str(bad), cwd=tmp_path)
     assert problems.returncode == 1
-    assert problems.stdout.splitlines()[0].startswith(f"{bad}:2: ")
+    assert problems.stdout.splitlines()[0].startswith(f"{bad}:1: test key 1·G")
+    assert problems.stdout.splitlines()[1].startswith(f"{bad}:2: ")
 
     missing = hats_subprocess("keys", "check", "missing.txt", cwd=tmp_path)
     assert missing.returncode == 1

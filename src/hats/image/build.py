@@ -78,6 +78,8 @@ class BuildOptions:
     manifest: Path | None = None
     sums: Path | None = None
     lint_allow: tuple[str, ...] = ()
+    # Known test keys (private key public) in the key file: a lint warning, not an error.
+    allow_test_keys: bool = False
     cache_dir: Path | None = None
     # Multi-block xz (None: the reference single-block xz -T1 -6).
     xz_block_size: int | None = None
@@ -292,7 +294,7 @@ def build_image(
             sink.close()
             if isinstance(sink, ParallelXzSink):
                 _report_blocks(sink.stats, cache, progress)
-            findings = lint(tree)
+            findings = lint(tree, allow_test_keys=options.allow_test_keys)
             fatal = [
                 f for f in findings if f.severity == "error" and f.code not in options.lint_allow
             ]

@@ -84,6 +84,12 @@ def _progress(quiet: bool) -> Callable[[str], None]:
 @click.option("--manifest", type=PathArg, help="Write a JSON manifest of every path.")
 @click.option("--sums", type=PathArg, help="Add/replace this image's line in SHA256SUMS.")
 @click.option("--lint-allow", multiple=True, help="Lint error code not to fail on (repeat).")
+@click.option(
+    "--allow-test-keys",
+    is_flag=True,
+    help="Accept keys whose private key is public (the reference's test keys 1*G...): "
+    "test images only; anyone can act as such a TVS.",
+)
 @click.option("--cache-dir", type=PathArg, help="Cache for the default base and agents.")
 @click.option(
     "--xz-block-size",
@@ -127,6 +133,7 @@ def build_command(
     manifest: Path | None,
     sums: Path | None,
     lint_allow: tuple[str, ...],
+    allow_test_keys: bool,
     cache_dir: Path | None,
     xz_block_size: str | None,
     jobs: int | None,
@@ -190,6 +197,7 @@ def build_command(
     build.manifest = manifest or build.manifest
     build.sums = sums or build.sums
     build.cache_dir = cache_dir
+    build.allow_test_keys = build.allow_test_keys or allow_test_keys
     _xz_options(build, xz_block_size, jobs, block_cache_dir, no_block_cache, block_cache_max_size)
     for path in (build.output, build.tar_output, build.manifest, build.sums):
         if path is not None and not path.parent.exists():
@@ -424,9 +432,14 @@ def verify_command(
 @image_group.command("lint")
 @click.argument("image", type=ExistingFile)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def lint_command(image: Path, as_json: bool) -> None:
+@click.option(
+    "--allow-test-keys",
+    is_flag=True,
+    help="Report keys whose private key is public (the reference's test keys) as warnings.",
+)
+def lint_command(image: Path, as_json: bool, allow_test_keys: bool) -> None:
     """Check an image for what breaks stage1 or the agents; exit 1 on errors."""
-    findings: list[Finding] = lint(load_tree(image))
+    findings: list[Finding] = lint(load_tree(image), allow_test_keys=allow_test_keys)
     errors = sum(1 for f in findings if f.severity == "error")
     if as_json:
         _emit_json(

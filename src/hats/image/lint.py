@@ -13,7 +13,13 @@ Errors (fail ``hats image build`` unless allowed with ``--lint-allow CODE``):
 - ``key-file``: ``/hats/tvs_public_keys.txt`` missing or invalid (every
   reason, by line; at most 10 keys, the reference parser's limit);
 - ``key-count``: the number of keys does not suit the share type of the
-  orchestrator unit (no-split: exactly 1, xor: at least 2, shamir: at least 3).
+  orchestrator unit (no-split: exactly 1, xor: at least 2, shamir: at least 3);
+- ``test-key``: a key in ``/hats/tvs_public_keys.txt`` whose private key is
+  public knowledge (the reference's test keys 1·G, 2·G, 3·G and its heartbeat
+  test key, :func:`hats.keys.keygen.insecure_key_label`): anyone can act as
+  that TVS and get the image's secrets. ``lint(tree, allow_test_keys=True)``
+  (``--allow-test-keys``, for test images only) reports it as a warning
+  instead.
 
 Warnings (real Debian bases have them; printed, never fatal):
 
@@ -32,13 +38,22 @@ from dataclasses import dataclass
 
 from hats.image.tree import EffectiveTree, Entry
 from hats.image.units import ORCHESTRATOR_UNIT, SYSLOGD_UNIT, exec_binaries, unit_directives
-from hats.keys.keyfile import check_key_file
+from hats.keys.keyfile import check_key_file, parse_key_file
+from hats.keys.keygen import insecure_key_label
 
 KEY_FILE = "hats/tvs_public_keys.txt"
 HATS_UNITS = (f"etc/systemd/system/{ORCHESTRATOR_UNIT}", f"etc/systemd/system/{SYSLOGD_UNIT}")
 UNIT_DIRS = ("etc/systemd/system/", "usr/lib/systemd/system/", "lib/systemd/system/")
 MIN_KEYS = {"no-split": (1, 1), "xor": (2, 10), "shamir": (3, 10)}
-ERROR_CODES = ("oak-dir", "unsafe-name", "unpack-conflict", "missing-exec", "key-file", "key-count")
+ERROR_CODES = (
+    "oak-dir",
+    "unsafe-name",
+    "unpack-conflict",
+    "missing-exec",
+    "key-file",
+    "key-count",
+    "test-key",
+)
 
 
 @dataclass(frozen=True)
@@ -107,8 +122,11 @@ def _check_program(tree: EffectiveTree, unit: str, program: str) -> str | None:
     return None
 
 
-def lint(tree: EffectiveTree) -> list[Finding]:
-    """All findings for an effective tree, errors first, then by path."""
+def lint(tree: EffectiveTree, *, allow_test_keys: bool = False) -> list[Finding]:
+    """All findings for an effective tree, errors first, then by path.
+
+    ``allow_test_keys`` turns ``test-key`` errors into warnings (test images only).
+    """
     out: list[Finding] = []
     if tree.lookup("oak") is not None:
         out.append(
@@ -132,7 +150,7 @@ def lint(tree: EffectiveTree) -> list[Finding]:
             )
         )
     out.extend(_lint_units(tree))
-    out.extend(_lint_keys(tree))
+    out.extend(_lint_keys(tree, allow_test_keys))
     for entry in tree.sorted_entries():
         path = "/" + entry.path
         if entry.raw_mode & 0o7000 and entry.kind != "symlink":
@@ -194,7 +212,19 @@ def _lint_units(tree: EffectiveTree) -> list[Finding]:
     return out
 
 
-def _lint_keys(tree: EffectiveTree) -> list[Finding]:
+def _lint_test_keys(data: bytes, path: str, allow: bool) -> list[Finding]:
+    severity = "warning" if allow else "error"
+    hint = "allowed by --allow-test-keys" if allow else "use --allow-test-keys for test images"
+    out: list[Finding] = []
+    for key in parse_key_file(data, path):
+        label = insecure_key_label(key.public_key)
+        if label is not None:
+            message = f"line {key.line}: {label}: its private key is public ({hint})"
+            out.append(Finding(severity, "test-key", path, message))
+    return out
+
+
+def _lint_keys(tree: EffectiveTree, allow_test_keys: bool = False) -> list[Finding]:
     entry = tree.resolve(KEY_FILE)
     path = "/" + KEY_FILE
     if entry is None or entry.data is None:
@@ -203,6 +233,7 @@ def _lint_keys(tree: EffectiveTree) -> list[Finding]:
     out = [Finding("error", "key-file", path, str(p)) for p in problems]
     if problems:
         return out
+    out.extend(_lint_test_keys(entry.data, path, allow_test_keys))
     count = len(entry.data.decode().splitlines())
     unit = tree.lookup(HATS_UNITS[0])
     share = share_type_of(unit.data) if unit is not None and unit.data is not None else "no-split"

@@ -11,6 +11,8 @@ Rules:
     # base = "base-image.tar.xz"            # default: `hats base build`
     # tvs_heartbeat_frequency = 1
     # orchestrator_flags = ["--runtime-user=oakc"]
+    # allow_test_keys = true                # tvs_keys may hold the reference's
+    #                                       # test keys (1·G…): test images only
 
     # [binaries]                            # all three, or none: our agents
     # orchestrator = "bin/orchestrator_main"
@@ -60,6 +62,7 @@ _TOP = {
     "base",
     "tvs_heartbeat_frequency",
     "orchestrator_flags",
+    "allow_test_keys",
     "binaries",
     "units",
     "layers",
@@ -133,6 +136,9 @@ def load_spec(path: Path) -> BuildOptions:
     flags = doc.get("orchestrator_flags", [])
     if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
         raise SpecError(f"{where}: orchestrator_flags must be a list of strings")
+    allow_test_keys = doc.get("allow_test_keys", False)
+    if not isinstance(allow_test_keys, bool):
+        raise SpecError(f"{where}: allow_test_keys must be true or false")
     binaries = doc.get("binaries", {})
     unit_files = doc.get("units", {})
     outputs = doc.get("outputs", {})
@@ -187,5 +193,6 @@ def load_spec(path: Path) -> BuildOptions:
         manifest=rel(_str(outputs, "manifest", where)),
         sums=rel(_str(outputs, "sums", where)),
         lint_allow=tuple(allow),
+        allow_test_keys=allow_test_keys,
         xz_block_size=xz_block_size,
     )

@@ -66,21 +66,33 @@ def keys_group() -> None:
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file (JSON Lines).")
 @click.option(
+    "--allow-test-keys",
+    is_flag=True,
+    help="Accept keys whose private key is public (the reference's test keys 1*G, 2*G, 3*G "
+    "and its heartbeat key): for test images only.",
+)
+@click.option(
     "--reject-test-keys",
     is_flag=True,
-    help="Also fail on keys whose private key is public (the reference's test keys).",
+    hidden=True,
+    help="The default (kept for old scripts); overrides --allow-test-keys.",
 )
-def check_command(files: tuple[str, ...], as_json: bool, reject_test_keys: bool) -> None:
+def check_command(
+    files: tuple[str, ...], as_json: bool, allow_test_keys: bool, reject_test_keys: bool
+) -> None:
     """Report every problem in each key FILE as FILE:LINE: message.
 
     Exits 1 if any file has a problem. Stricter than the reference
     orchestrator: CRLF line endings, duplicated keys and index gaps are
-    problems too.
+    problems too, and so are keys whose private key is public knowledge (the
+    reference's test keys: anyone can act as that TVS) unless
+    --allow-test-keys is given (test images only).
     """
+    reject = reject_test_keys or not allow_test_keys
     contents = [(name, _read(name)) for name in files]
     failed = False
     for name, data in contents:
-        problems = check_key_file(data, reject_test_keys=reject_test_keys)
+        problems = check_key_file(data, reject_test_keys=reject)
         count = None if problems else len(parse_key_file(data, name))
         failed = failed or bool(problems)
         if as_json:

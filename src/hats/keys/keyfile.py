@@ -245,7 +245,9 @@ def _check(data: bytes, reject_test_keys: bool) -> tuple[list[KeyProblem], list[
                 problems.append(KeyProblem(lineno, f"same public key as line {first}"))
             label = insecure_key_label(key) if reject_test_keys else None
             if label is not None:
-                problems.append(KeyProblem(lineno, f"{label}: its private key is public"))
+                problems.append(
+                    KeyProblem(lineno, f"{label}: its private key is public (--allow-test-keys)")
+                )
         if index is not None and key is not None and not line_problems:
             keys.append(TvsKey(index=index, public_key=key, line=lineno))
 

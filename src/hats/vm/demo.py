@@ -90,7 +90,7 @@ def guest_cmdline() -> str:
 def prepare_vm(options: VmDemoOptions, echo: Echo) -> DemoSetup:
     """Steps 1–4 in ``options.workdir``."""
     from hats.keys.keyfile import format_key_file
-    from hats.keys.keygen import generate_key_pair, public_key_from_private
+    from hats.keys.keygen import generate_key_pair, insecure_key_label, public_key_from_private
     from hats.packaging.agents_layer import build_agents_tree
     from hats.vm.workload import make_workload_bundle
 
@@ -126,6 +126,8 @@ def prepare_vm(options: VmDemoOptions, echo: Echo) -> DemoSetup:
         )
         if options.xz_block_size:
             args += ["--xz-block-size", options.xz_block_size]
+        if insecure_key_label(tvs_public) is not None:  # a --tvs-private-key such as 1·G
+            args.append("--allow-test-keys")
         _run("system image", args, env)
         echo(f"[1/6] system image built in {time.monotonic() - started:.0f} s: {image.name}")
     image_sha256 = hashlib.sha256(image.read_bytes()).hexdigest()
