@@ -28,11 +28,22 @@ Reading follows ``tarfile``'s rules for the same reason: the reference read
 its inputs with it. Where ``tarfile`` would silently stop or produce a
 broken archive (bad checksum after the first member, unknown member types,
 sparse files), :class:`TarFormatError` is raised instead.
+
+Numeric fields read from an archive (header fields or PAX values) must lie in
+these ranges (:func:`field_problem`; ``tarfile`` accepts anything, which
+hangs or crashes later readers): ``size`` 0..2**40 (1 TiB, :data:`MAX_SIZE`);
+``mtime`` (and PAX ``atime``/``ctime``) a finite number in
+-2**33..2**33 - 1 (about years 1697..2242: what an 11-digit octal field holds,
+mirrored; every ``time_t``/nanosecond clock holds it); ``uid``/``gid``
+0..2**32 - 2 (``uid_t``; 2**32 - 1 means "unchanged" to ``chown``);
+``mode``, ``devmajor`` and ``devminor`` 0..2**21 - 1 (what their 7-digit
+octal fields hold; Linux device numbers are smaller).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from hats.errors import HatsError
 
@@ -76,6 +87,26 @@ TYPE_NAMES = {
 
 _NAME_LEN = 100
 
+#: Largest member data size accepted on reading (1 TiB).
+MAX_SIZE = 1 << 40
+#: Accepted modification times (and PAX access/change times), in seconds.
+MIN_TIME = -(1 << 33)
+MAX_TIME = (1 << 33) - 1
+#: Largest uid/gid accepted on reading.
+MAX_ID = (1 << 32) - 2
+#: Largest mode and device number accepted on reading (a 7-digit octal field).
+MAX_SMALL = (1 << 21) - 1
+#: Inclusive range of each numeric member field on reading.
+FIELD_RANGES: dict[str, tuple[int, int]] = {
+    "size": (0, MAX_SIZE),
+    "mtime": (MIN_TIME, MAX_TIME),
+    "uid": (0, MAX_ID),
+    "gid": (0, MAX_ID),
+    "mode": (0, MAX_SMALL),
+    "devmajor": (0, MAX_SMALL),
+    "devminor": (0, MAX_SMALL),
+}
+
 
 class TarFormatError(HatsError):
     """A tar header or archive structure is invalid."""
@@ -114,6 +145,29 @@ class Member:
     @property
     def kind(self) -> str:
         return TYPE_NAMES.get(self.type, "unknown")
+
+
+def number_problem(field: str, value: int | float) -> str | None:
+    """Why ``value`` is not acceptable for ``field`` (see :data:`FIELD_RANGES`), or None."""
+    low, high = FIELD_RANGES[field]
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{field} {value} is not a finite number"
+    if not low <= value <= high:
+        magnitude = abs(int(value))
+        shown = (
+            str(value) if magnitude < 10**30 else f"{'-' * (value < 0)}~2**{magnitude.bit_length()}"
+        )
+        return f"{field} {shown} is out of range {low}..{high}"
+    return None
+
+
+def field_problem(member: Member) -> str | None:
+    """The first numeric field of ``member`` out of its range, as a message, or None."""
+    for field in FIELD_RANGES:
+        problem = number_problem(field, getattr(member, field))
+        if problem is not None:
+            return problem
+    return None
 
 
 def encode_str(value: str) -> bytes:
