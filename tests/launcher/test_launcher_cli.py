@@ -101,6 +101,8 @@ def test_serve_tcp_from_config(tmp_path: Path) -> None:
         "127.0.0.1:1",
         "--evidence-out",
         str(evidence_file),
+        "--listen",
+        "127.0.0.1:0",
     ]
     with launcher(args, tmp_path) as running:
         assert running.address.startswith("127.0.0.1:")

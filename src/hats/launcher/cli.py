@@ -6,6 +6,15 @@ The flags keep the reference launcher's spellings (``--launcher_config_path``,
 ``listening on ADDR`` on stdout; SIGINT/SIGTERM stop it cleanly. Key material
 and the access token are never printed.
 
+Who may reach the launcher: ``FetchOrchestratorMetadata`` hands out the
+orchestrator's TVS authentication key to whoever calls it, and every service
+here is meant for the guest. So without ``--listen`` the launcher listens on
+``unix:<private dir>/launcher.sock``, the directory made 0700 (removed at
+exit) and the socket 0600: only the launcher's user and root can connect. A
+TCP listener (even on 127.0.0.1: every local user can connect) gets a
+warning on stderr; so does one on vsock (a guest or, with vsock loopback,
+any local process can connect). Never put the launcher on a shared network.
+
 OTLP: log records are printed as ``<unit>: <body>`` (the reference's
 console lines) and, with ``--logs-file``, appended as JSON lines; metrics are
 kept (latest value per series), written to ``--metrics-file`` after every
@@ -15,8 +24,10 @@ pretty-prints a metrics file.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
@@ -35,6 +46,7 @@ from hats.launcher.config import (
 )
 from hats.launcher.server import start_server
 from hats.launcher.services import (
+    PROXY_LIMITS,
     HatsLauncherService,
     LauncherFlagError,
     LogsService,
@@ -55,6 +67,8 @@ from hats.launcher.telemetry import (
 )
 from hats.pb.oak.attestation.v1 import evidence_pb2
 from hats.pb.pcit.client import launcher_pb2
+from hats.streamlimits import StreamLimits
+from hats.transport import parse_address
 
 if TYPE_CHECKING:
     from hats.vm.launch import VmOptions
@@ -114,9 +128,33 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 )
 @click.option(
     "--listen",
-    default="127.0.0.1:0",
+    default=None,
+    help="HOST:PORT (port 0 = any), unix:PATH or vsock://CID:PORT (explicit port) "
+    "[default: a unix socket in a new private directory].",
+)
+@click.option(
+    "--max-streams",
+    "max_streams",
+    type=click.IntRange(min=1),
+    default=PROXY_LIMITS.max_streams,
     show_default=True,
-    help="HOST:PORT (port 0 = any), unix:PATH or vsock://CID:PORT (explicit port).",
+    help="Concurrent VerifyReport streams; more are refused (RESOURCE_EXHAUSTED).",
+)
+@click.option(
+    "--message-timeout",
+    "message_timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=PROXY_LIMITS.message_timeout,
+    show_default=True,
+    help="Seconds a VerifyReport stream may wait for the guest's next message.",
+)
+@click.option(
+    "--session-timeout",
+    "session_timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=PROXY_LIMITS.session_timeout,
+    show_default=True,
+    help="Seconds a whole VerifyReport stream may last (the TVS call included).",
 )
 @click.option("--system-image", "system_image", type=_FILE, help="The system image (.tar.xz).")
 @click.option(
@@ -176,7 +214,10 @@ def serve_command(
     use_tls: bool,
     tls_root_certs: Path | None,
     tvs_access_token: str,
-    listen: str,
+    listen: str | None,
+    max_streams: int,
+    message_timeout: float,
+    session_timeout: float,
     system_image: Path | None,
     system_bundle: Path | None,
     bundle: Path | None,
@@ -214,12 +255,18 @@ def serve_command(
             raise LauncherFlagError(f"{tls_root_certs}: cannot read: {exc.strerror}") from None
     credentials = tvs_channel_credentials(use_tls, root_certificates, tvs_access_token or None)
     addresses = split_tvs_addresses(tvs_addresses)
+    limits = StreamLimits(
+        max_streams=max_streams, message_timeout=message_timeout, session_timeout=session_timeout
+    )
+    if listen is not None:
+        _warn_if_shared(listen)
 
     vm = None
     if vmm == "qemu":
         from hats.vm.launch import options_from_config, relay_target
 
-        relay_target(listen)  # the guest reaches the launcher over TCP or unix only
+        if listen is not None:
+            relay_target(listen)  # the guest reaches the launcher over TCP or unix only
         vm = options_from_config(
             config,
             accel=accel,
@@ -232,7 +279,11 @@ def serve_command(
     images = resolve_images(
         config, system_image=system_image, system_bundle=system_bundle, container_bundle=bundle
     )
+    private_dir = None
     try:
+        if listen is None:
+            private_dir = Path(tempfile.mkdtemp(prefix="hats-launcher-"))  # mode 0700
+            listen = f"unix:{private_dir / 'launcher.sock'}"
         logs = JsonLinesFile(logs_file) if logs_file is not None else None
         try:
             _run(
@@ -244,12 +295,33 @@ def serve_command(
                 evidence_out,
                 _Telemetry(logs, metrics_file),
                 vm,
+                limits,
             )
         finally:
             if logs is not None:
                 logs.close()
     finally:
         images.cleanup()
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
+
+
+def _warn_if_shared(listen: str) -> None:
+    """Say on stderr when other users may reach a launcher listening on ``listen``."""
+    kind = parse_address(listen).kind
+    if kind == "tcp":
+        _say(
+            f"hats launcher: WARNING: listening on TCP {listen}: any local user (and "
+            "anyone on its network) can fetch the orchestrator's TVS authentication "
+            "key; without --listen the launcher uses a private unix socket",
+            err=True,
+        )
+    elif kind == "vsock":
+        _say(
+            f"hats launcher: warning: listening on {listen}: with vsock loopback any "
+            "local user can fetch the orchestrator's TVS authentication key",
+            err=True,
+        )
 
 
 class _Telemetry:
@@ -290,6 +362,7 @@ def _run(
     evidence_out: Path | None,
     telemetry: _Telemetry,
     vm: VmOptions | None = None,
+    limits: StreamLimits = PROXY_LIMITS,
 ) -> None:
     def on_evidence(evidence: evidence_pb2.Evidence) -> None:
         data = evidence.SerializeToString()
@@ -310,7 +383,7 @@ def _run(
         on_app_ready=lambda: _say("app ready"),
     )
     channels = make_tvs_channels(addresses, credentials)
-    hats = HatsLauncherService(metadata, channels)
+    hats = HatsLauncherService(metadata, channels, limits)
     logs = LogsService(_say, telemetry.logs, on_error=lambda line: _say(line, err=True))
     metrics = MetricsService(telemetry.store, on_update=telemetry.save_metrics)
     if images.system_image is None:

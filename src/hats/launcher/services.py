@@ -19,11 +19,22 @@
 
 Secrets: the metadata holds the orchestrator's private key; nothing here logs
 or formats it. TVS error messages are passed on as the reference does.
+
+Limits (:mod:`hats.streamlimits`), so that no caller can hold every worker
+of the server: ``VerifyReport`` streams follow :data:`PROXY_LIMITS` (at most
+128 at once, each guest message within 10 s, the whole stream within 30 s;
+the call to the TVS gets what is left of the 30 s as its deadline), and at
+most :data:`MAX_IMAGE_STREAMS` (8) image streams (``GetOakSystemImage`` and
+``GetContainerBundle`` together) run at once; beyond a cap the call is
+refused with ``RESOURCE_EXHAUSTED``. An image stream whose reader stops
+reading still holds its place: the launcher must only be reachable by the
+guest and its operator (see :mod:`hats.launcher.cli`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 import time
@@ -47,6 +58,7 @@ from hats.pb.oak.attestation.v1 import endorsement_pb2, evidence_pb2
 from hats.pb.oak.containers import interfaces_pb2, interfaces_pb2_grpc
 from hats.pb.pcit.client import launcher_pb2, launcher_pb2_grpc
 from hats.pb.pcit.tvs import tvs_pb2, tvs_pb2_grpc
+from hats.streamlimits import StreamGate, StreamLimits
 
 CHUNK_SIZE = 3 * 1024 * 1024
 """``kMaxGrpcResponseSize``: under gRPC's default 4 MiB receive limit."""
@@ -54,6 +66,12 @@ CHUNK_SIZE = 3 * 1024 * 1024
 LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
 METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 SYSTEMD_UNIT = "_SYSTEMD_UNIT"
+
+PROXY_LIMITS = StreamLimits(max_streams=128, message_timeout=10.0, session_timeout=30.0)
+"""The cap and deadlines of ``LauncherService/VerifyReport`` streams."""
+MAX_IMAGE_STREAMS = 8
+"""Image streams (system image and container bundle together) served at once."""
+LOG = logging.getLogger("hats.launcher")
 
 
 class LauncherFlagError(HatsError):
@@ -94,6 +112,7 @@ class OakLauncher(interfaces_pb2_grpc.LauncherServicer):
         on_evidence: Callable[[evidence_pb2.Evidence], None] | None = None,
         on_app_ready: Callable[[], None] | None = None,
         chunk_size: int = CHUNK_SIZE,
+        max_image_streams: int = MAX_IMAGE_STREAMS,
     ) -> None:
         self.system_image = system_image
         self.container_bundle = container_bundle
@@ -104,6 +123,13 @@ class OakLauncher(interfaces_pb2_grpc.LauncherServicer):
         self._on_app_ready = on_app_ready
         self._lock = threading.Lock()
         self._evidence: evidence_pb2.Evidence | None = None
+        # Server-streaming: the one request is read before the handler runs,
+        # so only the cap applies (the deadlines are for reading requests).
+        self.image_gate = StreamGate(
+            "image",
+            StreamLimits(max_streams=max_image_streams, message_timeout=1.0, session_timeout=1.0),
+            LOG,
+        )
 
     @property
     def evidence(self) -> evidence_pb2.Evidence | None:
@@ -116,16 +142,20 @@ class OakLauncher(interfaces_pb2_grpc.LauncherServicer):
     ) -> Iterator[interfaces_pb2.GetImageResponse]:
         if path is None:
             _abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"the launcher has no {what}")
+        ticket = self.image_gate.enter(context)
         try:
-            stream = open(path, "rb")  # noqa: SIM115 - closed by the with below
-        except OSError as exc:
-            _abort(context, grpc.StatusCode.INTERNAL, f"cannot open the {what}: {exc.strerror}")
-        with stream:
             try:
-                for chunk in iter_chunks(stream, self.chunk_size):
-                    yield interfaces_pb2.GetImageResponse(image_chunk=chunk)
+                stream = open(path, "rb")  # noqa: SIM115 - closed by the with below
             except OSError as exc:
-                _abort(context, grpc.StatusCode.INTERNAL, f"cannot read the {what}: {exc}")
+                _abort(context, grpc.StatusCode.INTERNAL, f"cannot open the {what}: {exc.strerror}")
+            with stream:
+                try:
+                    for chunk in iter_chunks(stream, self.chunk_size):
+                        yield interfaces_pb2.GetImageResponse(image_chunk=chunk)
+                except OSError as exc:
+                    _abort(context, grpc.StatusCode.INTERNAL, f"cannot read the {what}: {exc}")
+        finally:
+            ticket.close()
 
     def GetOakSystemImage(
         self, request: empty_pb2.Empty, context: grpc.ServicerContext
@@ -264,9 +294,11 @@ class HatsLauncherService(launcher_pb2_grpc.LauncherServiceServicer):
         self,
         metadata: launcher_pb2.FetchOrchestratorMetadataResponse,
         tvs_channels: Mapping[int, grpc.Channel],
+        limits: StreamLimits = PROXY_LIMITS,
     ) -> None:
         self._metadata = metadata
         self._channels = dict(tvs_channels)
+        self.gate = StreamGate("VerifyReport", limits, LOG)
 
     def FetchOrchestratorMetadata(
         self, request: empty_pb2.Empty, context: grpc.ServicerContext
@@ -278,6 +310,18 @@ class HatsLauncherService(launcher_pb2_grpc.LauncherServiceServicer):
     def VerifyReport(
         self,
         request_iterator: Iterator[launcher_pb2.ForwardingTvsMessage],
+        context: grpc.ServicerContext,
+    ) -> Iterator[tvs_pb2.OpaqueMessage]:
+        ticket = self.gate.enter(context)
+        try:
+            yield from self._proxy(ticket.requests(request_iterator), ticket.remaining, context)
+        finally:
+            ticket.close()
+
+    def _proxy(
+        self,
+        request_iterator: Iterator[launcher_pb2.ForwardingTvsMessage],
+        remaining: Callable[[], float],
         context: grpc.ServicerContext,
     ) -> Iterator[tvs_pb2.OpaqueMessage]:
         first = next(request_iterator, None)
@@ -295,7 +339,9 @@ class HatsLauncherService(launcher_pb2_grpc.LauncherServiceServicer):
                     return
                 yield item
 
-        call = tvs_pb2_grpc.TeeVerificationServiceStub(channel).VerifyReport(requests())
+        call = tvs_pb2_grpc.TeeVerificationServiceStub(channel).VerifyReport(
+            requests(), timeout=max(remaining(), 0.001)
+        )
 
         finished = threading.Event()
 
