@@ -317,15 +317,20 @@ def make_policy(
 
 
 def write_secrets_file(path: Path, client_public: bytes, lines: list[str]) -> Path:
-    """A TVS secrets file: one user (``client_public``), key id 64 with ``lines``."""
-    path.write_text(
+    """A TVS secrets file: one user (``client_public``), key id 64 with ``lines``.
+
+    Mode 0600 from its first byte (:func:`hats.fsio.write_bytes_atomic`).
+    """
+    from hats.fsio import PRIVATE_MODE, write_bytes_atomic
+
+    text = (
         "[[users]]\n"
         f'authentication_public_key = "{client_public.hex()}"\n'
         "[[users.secrets]]\n"
         f'key_id = "{KEY_ID}"\n'
         'public_key = "demo public key"\n' + "\n".join(lines) + "\n"
     )
-    path.chmod(0o600)
+    write_bytes_atomic(path, text.encode(), PRIVATE_MODE)
     return path
 
 

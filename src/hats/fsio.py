@@ -5,7 +5,12 @@ Rules:
   file is removed and the previous target (if any) is left untouched;
 - the temporary file lives in the target's directory so the rename is atomic;
 - the final file gets mode 0644 (minus umask is *not* applied: outputs are
-  build artefacts whose bytes, not permissions, are what matters).
+  build artefacts whose bytes, not permissions, are what matters), or the
+  mode given;
+- the temporary file is created mode 0600 (``mkstemp``) and its final mode is
+  set on the open file before the rename, so a file written with
+  :data:`PRIVATE_MODE` (private keys, secrets, shares) is never readable by
+  anyone else, not even while it is being written.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from hats.errors import HatsError
+
+PRIVATE_MODE = 0o600
+"""The mode of files holding key material or secrets."""
 
 
 class OutputError(HatsError):
@@ -39,8 +47,8 @@ def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
