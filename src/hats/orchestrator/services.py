@@ -285,7 +285,10 @@ def serve_ipc(
     except OSError as exc:
         raise IpcServerError(f"{path.parent}: cannot create directory: {exc.strerror}") from None
     _remove_stale_socket(path)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    # Beyond the pool, gRPC refuses a call (RESOURCE_EXHAUSTED) instead of queueing it.
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers), maximum_concurrent_rpcs=max_workers
+    )
     orchestrator_pb2_grpc.add_HatsOrchestratorServicer_to_server(
         HatsOrchestratorServicer(state), server
     )
@@ -374,7 +377,7 @@ def serve_key_provisioning(
         address = parse_address(addr)
     except AddressError as exc:
         raise IpcServerError(f"KeyProvisioning address: {exc}") from None
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), maximum_concurrent_rpcs=2)
     key_provisioning_pb2_grpc.add_KeyProvisioningServicer_to_server(
         KeyProvisioningServicer(), server
     )
