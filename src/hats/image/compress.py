@@ -14,7 +14,19 @@ Rules:
 - decompression and compression each run in a thread of their own, fed
   through bounded queues, so reading the base, composing the tar and
   compressing overlap (liblzma, zlib, zstd and hashlib release the GIL) and
-  memory stays bounded whatever the image size.
+  memory stays bounded whatever the image size;
+- decompression is bounded whatever the compression ratio (a few KB of bzip2
+  can claim gigabytes): xz, bzip2 and gzip are decompressed in steps of at
+  most :data:`OUTPUT_STEP` (1 MiB) of output with ``max_length``; zstd, whose
+  Python binding has no such bound, is fed :data:`ZSTD_INPUT_STEP` (64) bytes
+  at a time, and 64 bytes of zstd decode to at most 2 MiB (a 4-byte RLE block
+  gives 128 KiB). With :data:`QUEUE_DEPTH` (8) chunks in flight, the
+  decompressed data held in memory stays under about 16 MiB;
+- decoder memory is capped too: an xz stream needing more than
+  :data:`XZ_MEMLIMIT` (128 MiB; ``xz -9`` needs 65 MiB, the reference's
+  ``-6`` 9 MiB) and a zstd frame with a window over
+  :data:`ZSTD_MAX_WINDOW` (128 MiB, zstd's own default limit; ``--long=27``)
+  are rejected as corrupt input rather than allocated.
 """
 
 from __future__ import annotations
@@ -25,10 +37,10 @@ import lzma
 import queue
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from hats.errors import HatsError
 from hats.image import tarformat as tf
@@ -41,9 +53,17 @@ BZIP2_MAGIC = b"BZh"
 XZ_PRESET = 6
 QUEUE_DEPTH = 8
 CHUNK = 1 << 20
-# Compressed input is read in small pieces so that each decompressed chunk
-# (up to ~10x larger) keeps the queue, and so memory, small.
+# Compressed input is read in pieces of this size; each is decompressed in
+# bounded steps (below), whatever its ratio.
 COMPRESSED_CHUNK = 128 << 10
+#: Largest piece of output one decompression step yields (xz, bzip2, gzip).
+OUTPUT_STEP = 1 << 20
+#: Compressed bytes given to the zstd decoder at a time (output <= 2 MiB).
+ZSTD_INPUT_STEP = 64
+#: Memory the xz decoder may use (a larger dictionary is refused).
+XZ_MEMLIMIT = 128 << 20
+#: Largest zstd window accepted.
+ZSTD_MAX_WINDOW = 128 << 20
 
 
 class InputError(HatsError):
@@ -88,30 +108,25 @@ def detect_format(path: Path) -> str:
     raise InputError(f"{path}: not a tar archive (nor xz, gzip, zstd or bzip2 compressed)")
 
 
-class _Stream(Protocol):
-    @property
-    def eof(self) -> bool: ...
-    @property
-    def unused_data(self) -> bytes: ...
-
-    def decompress(self, data: bytes, /) -> bytes: ...
-
-
-def _new_stream(fmt: str) -> _Stream:
+def _new_stream(fmt: str) -> Any:
     if fmt == "xz":
-        return lzma.LZMADecompressor()
+        return lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
     if fmt == "gz":
         return zlib.decompressobj(wbits=47)
     if fmt == "bz2":
         return bz2.BZ2Decompressor()
     import zstandard
 
-    stream: _Stream = zstandard.ZstdDecompressor().decompressobj()
-    return stream
+    return zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).decompressobj()
 
 
 class _Decompressor:
-    """Decompress one format; concatenated streams are read one after another."""
+    """Decompress one format in bounded steps; concatenated streams are read in turn.
+
+    :meth:`feed` yields the output of the data given, in pieces of at most
+    :data:`OUTPUT_STEP` bytes (2 MiB for zstd), whatever the compression
+    ratio: nothing is decompressed ahead of the consumer.
+    """
 
     def __init__(self, fmt: str) -> None:
         self.fmt = fmt
@@ -120,12 +135,47 @@ class _Decompressor:
     def feed(self, data: bytes) -> Iterator[bytes]:
         while data:
             if self._stream.eof:
-                # xz allows NUL stream padding after a stream.
-                if self.fmt == "xz" and not data.strip(b"\x00"):
-                    return
+                if self.fmt == "xz":
+                    # xz allows NUL stream padding between and after streams.
+                    data = data.lstrip(b"\x00")
+                    if not data:
+                        return
                 self._stream = _new_stream(self.fmt)
-            yield self._stream.decompress(data)
-            data = self._stream.unused_data if self._stream.eof else b""
+            data = yield from self._run(data)
+
+    def _run(self, data: bytes) -> Generator[bytes, None, bytes]:
+        """Decompress ``data`` with the current stream; the input left after its end."""
+        stream = self._stream
+        if self.fmt == "zst":
+            view = memoryview(data)
+            for pos in range(0, len(view), ZSTD_INPUT_STEP):
+                out = stream.decompress(view[pos : pos + ZSTD_INPUT_STEP])
+                if out:
+                    yield out
+                if stream.eof:
+                    return bytes(stream.unused_data) + bytes(view[pos + ZSTD_INPUT_STEP :])
+            return b""
+        if self.fmt == "gz":
+            while True:
+                out = stream.decompress(data, OUTPUT_STEP)
+                if out:
+                    yield out
+                if stream.eof:
+                    return bytes(stream.unused_data)
+                before, data = len(data), stream.unconsumed_tail
+                if not data and len(out) < OUTPUT_STEP:
+                    return b""
+                if not out and len(data) >= before:
+                    raise zlib.error("the gzip decoder makes no progress")
+        while True:  # xz, bzip2: input beyond max_length is buffered by the stream
+            out = stream.decompress(data, OUTPUT_STEP)
+            data = b""
+            if out:
+                yield out
+            if stream.eof:
+                return bytes(stream.unused_data)
+            if stream.needs_input:
+                return b""
 
     def finished(self) -> bool:
         return bool(self._stream.eof)

@@ -111,11 +111,18 @@ def fetch_image(launcher_addr: str) -> tuple[list[bytes], bytes]:
 
 
 class _ChunkReader(io.RawIOBase):
-    """A read-only stream over the decompressed bytes of in-memory ``.xz`` chunks."""
+    """A read-only stream over the decompressed bytes of in-memory ``.xz`` chunks.
+
+    Decompressed 1 MiB at a time (``max_length``), whatever the ratio; a
+    stream whose decoder needs more than ``XZ_MEMLIMIT`` (128 MiB) or that is
+    corrupt is a :class:`Stage1Error`.
+    """
 
     def __init__(self, chunks: list[bytes]) -> None:
+        from hats.image.compress import XZ_MEMLIMIT
+
         self._chunks: Iterator[bytes] = iter(chunks)
-        self._decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        self._decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
         self._pending = b""
 
     def readable(self) -> bool:
@@ -131,7 +138,10 @@ class _ChunkReader(io.RawIOBase):
                     raise Stage1Error("system image: the .xz stream is truncated")
             else:
                 chunk = b""
-            self._pending = self._decompressor.decompress(chunk, 1 << 20)
+            try:
+                self._pending = self._decompressor.decompress(chunk, 1 << 20)
+            except lzma.LZMAError as exc:
+                raise Stage1Error(f"system image: corrupt .xz data: {exc}") from None
         size = min(len(buffer), len(self._pending))
         buffer[:size] = self._pending[:size]
         self._pending = self._pending[size:]
