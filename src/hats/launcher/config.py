@@ -165,13 +165,18 @@ def _extract(path: Path, directory: Path, extract: Sequence[str]) -> SystemBundl
         archive = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         raise LauncherConfigError(f"{source}: no such system bundle") from None
+    except tarfile.ReadError:
+        # tarfile's message lists every method it tried, one per line.
+        raise LauncherConfigError(
+            f"{source}: not a readable tar (plain, gzip, bzip2 or xz)"
+        ) from None
     except (tarfile.TarError, OSError) as exc:
-        raise LauncherConfigError(f"{source}: not a readable tar: {exc}") from None
+        raise LauncherConfigError(f"{source}: not a readable tar: {_one_line(exc)}") from None
     with archive:
         try:
             infos = archive.getmembers()
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise LauncherConfigError(f"{source}: broken tar: {exc}") from None
+            raise LauncherConfigError(f"{source}: broken tar: {_one_line(exc)}") from None
         by_name = {info.name: info for info in infos}
         members = select_bundle_members(
             (BundleMember(info.name, info.isreg()) for info in infos), source
@@ -190,10 +195,17 @@ def _extract(path: Path, directory: Path, extract: Sequence[str]) -> SystemBundl
                     shutil.copyfileobj(reader, out, 1 << 20)
             except (tarfile.TarError, EOFError) as exc:
                 raise LauncherConfigError(
-                    f"{source}: truncated member {members[suffix]!r}: {exc}"
+                    f"{source}: truncated member {members[suffix]!r}: {_one_line(exc)}"
                 ) from None
             bundle.files[suffix] = target
     return bundle
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text (the strerror of an OSError) on one line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 @dataclass
