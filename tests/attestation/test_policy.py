@@ -401,7 +401,8 @@ def test_escaped_text_matches_itself_only(text: str) -> None:
 def test_cmdline_regex_allows_any_launcher_port() -> None:
     cmdline = V1.measurements.kernel_cmdline
     regex = policy.cmdline_regex_for(cmdline)
-    assert regex.startswith("^ console=ttyS0") and regex.endswith(r"vsock://2:.*$")
+    assert regex.startswith("^ console=ttyS0") and regex.endswith(r"vsock://2:[0-9]+$")
+    assert not policy.cmdline_matches(regex, cmdline + " --init=/bin/sh")
     assert policy.cmdline_matches(regex, cmdline)
     assert policy.cmdline_matches(regex, V2.measurements.kernel_cmdline)
     assert not policy.cmdline_matches(regex, cmdline.replace("ttyS0", "ttyS1"))

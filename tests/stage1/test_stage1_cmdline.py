@@ -51,13 +51,13 @@ def test_both_flag_forms_eth0_addresses_and_unknown_arguments() -> None:
             "--launcher-addr",
             "http://10.0.2.2:8080",
             "stray",
-            "--eth0-address=10.0.2.15/24,fe80::2/64",
             "--eth0-address",
-            "10.0.3.15/24",
+            "10.0.2.15/24,fe80::2/64,10.0.3.15/24",
             "--oak-dice-length=+12",
             "--",
             "--init=/after-the-separator",
-        ]
+        ],
+        allow_other_init=True,
     )
     assert args.init == "/usr/lib/systemd/systemd"
     assert args.launcher_addr == "http://10.0.2.2:8080"
@@ -73,6 +73,8 @@ def test_both_flag_forms_eth0_addresses_and_unknown_arguments() -> None:
         (["--init", "--verbose"], "--init: a value is required"),
         (["--oak-dice", "-1"], "--oak-dice: a value is required"),
         (["--init=/a", "--init=/b"], "cannot be used multiple times"),
+        (["--eth0-address=a", "--eth0-address", "b"], "--eth0-address: cannot be used multiple"),
+        (["--init", "/bin/sh"], "--init: only /sbin/init is allowed"),
         (["--oak-dice=0X10"], "not a decimal number"),
         (["--oak-dice=0x"], "not a hex number"),
         (["--oak-dice=-1"], "not a decimal number"),

@@ -10,8 +10,17 @@ it is UTF-8 text) or a binary ``Evidence``.
 
 ``hats evidence verify`` exits 0 when the evidence verifies and matches a
 policy (printing the policy's index), and 1 with the reason on one line
-otherwise. Policy signatures are checked by default (``--no-policy-signature``
-turns that off, like the reference TVS's default). A ``--now`` without a time
+otherwise. A policy whose command-line regex is open-ended (upstream-facts
+F10, :func:`hats.attestation.policy.cmdline_regex_risk`) is still used, with
+one ``hats: warning:`` line on stderr per such policy.
+
+``hats policy make`` anchors what it writes: from ``--like`` the command line
+must be the evidence's, with only the launcher port free (``[0-9]+``) and
+nothing after it; a ``--kernel-cmdline-regex`` that is open-ended is refused
+unless ``--allow-open-cmdline-regex``.
+
+Policy signatures are checked by default (``--no-policy-signature`` turns that
+off, like the reference TVS's default). A ``--now`` without a time
 zone is UTC.
 """
 
@@ -273,6 +282,8 @@ def verify_command(
     policies = policy.load_policies(text, policy_path, accept_insecure=accept_insecure)
     if policy_signature:
         policy.verify_policy_signatures(policies, policy_path)
+    for warning in policy.open_cmdline_warnings(policies, policy_path):
+        click.echo(f"hats: warning: {warning}", err=True)
     evidence = load_evidence(file)
     vcek = None if tee_certificate is None else _read(tee_certificate, "TEE certificate")
     roots = None if amd_certs_dir is None else amd_certs.load_amd_roots(Path(amd_certs_dir))
@@ -341,7 +352,17 @@ def policy_group() -> None:
 @click.option("--init-ram-fs-sha256")
 @click.option("--memory-map-sha256")
 @click.option("--acpi-table-sha256")
-@click.option("--kernel-cmdline-regex", help="Matched anywhere (anchor it with ^…$).")
+@click.option(
+    "--kernel-cmdline-regex",
+    help="Matched anywhere: anchor it with ^…$ (default with --like: the evidence's command"
+    " line, only the launcher port free).",
+)
+@click.option(
+    "--allow-open-cmdline-regex",
+    is_flag=True,
+    help="Accept a --kernel-cmdline-regex that also matches a command line with extra stage1"
+    " flags (e.g. '.*$', as the reference's policies): a host could then add --init=/bin/sh.",
+)
 @click.option("--insecure", is_flag=True, help="An insecure policy: no hardware root check.")
 @click.option("--description", default="", help="The policy's description.")
 @click.option(
@@ -364,6 +385,7 @@ def make_command(
     memory_map_sha256: str | None,
     acpi_table_sha256: str | None,
     kernel_cmdline_regex: str | None,
+    allow_open_cmdline_regex: bool,
     insecure: bool,
     description: str,
     sign_key: str | None,
@@ -422,6 +444,14 @@ def make_command(
             "--" + name.replace("_", "-").replace("cmd-line", "cmdline") for name in missing
         )
         raise click.UsageError(f"missing {options} (or --like EVIDENCE)")
+    risk = policy.cmdline_regex_risk(values["kernel_cmd_line_regex"])
+    if risk is not None:
+        if not allow_open_cmdline_regex:
+            raise PolicyError(
+                f"--kernel-cmdline-regex: {risk}; anchor it (^…:{policy.PORT_REGEX}$) or pass"
+                " --allow-open-cmdline-regex"
+            )
+        click.echo(f"hats: warning: kernel_cmd_line_regex is open-ended: {risk}", err=True)
     image_digest = system_image_sha256 or _file_sha256(str(system_image))
     containers = [*(_file_sha256(path) for path in bundles), *bundle_digests]
     made = policy.make_policy(

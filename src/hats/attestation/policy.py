@@ -29,12 +29,26 @@ A policy file is a text-format ``pcit.tvs.AppraisalPolicies``. The rules:
   image digest, and the container bundle digest being one of
   ``container_binary_sha256``. The container config digest is not checked.
   Digests compare case-insensitively.
+* **Open-ended command lines** (:func:`cmdline_regex_risk`, upstream-facts F10):
+  a regex that still matches when stage1 flags are added to the command line
+  lets a host boot the approved image with ``--init=/bin/sh``. A regex is judged
+  by deriving the shortest string it matches (:func:`shortest_match`: the
+  minimum count of every repetition, the shortest branch) and checking whether
+  that string with ``" --init=/x"`` appended (or ``"rdinit=/x "`` prepended:
+  a regex without ``^``) still matches; a repetition of
+  ``.`` or of a class taking spaces, dashes, slashes and letters (``.*``) is
+  reported too. Loading keeps accepting such policies (the reference's own end
+  with ``vsock://2:.*$``) but :func:`open_cmdline_warnings` gives one warning
+  line per policy; :func:`cmdline_regex_for` never writes one.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
+import string
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from google.protobuf import text_format
 
@@ -341,19 +355,254 @@ def escape_regex(text: str) -> str:
 LAUNCHER_ADDR_PREFIX = "--launcher-addr=vsock://"
 
 
+PORT_REGEX = "[0-9]+"
+"""What :func:`cmdline_regex_for` allows for the launcher's vsock port: digits only."""
+
+
 def cmdline_regex_for(cmdline: str) -> str:
     """An anchored regex for ``cmdline``, allowing any launcher port (which changes every boot).
 
-    Everything up to ``--launcher-addr=vsock://CID:`` must be identical; the
-    port (rest of the line) may be anything. A command line without that
-    argument must match exactly.
+    When ``cmdline`` ends with ``--launcher-addr=vsock://CID:PORT`` (PORT all
+    digits), everything up to the colon must be identical, the port is
+    ``[0-9]+`` and nothing may follow it (``$``). Any other command line must
+    match exactly. The result never contains ``.*`` (F10: anything after the
+    port would let a host add ``--init=/bin/sh``).
     """
     start = cmdline.rfind(LAUNCHER_ADDR_PREFIX)
     if start >= 0:
         colon = cmdline.find(":", start + len(LAUNCHER_ADDR_PREFIX))
-        if colon >= 0:
-            return "^" + escape_regex(cmdline[: colon + 1]) + ".*$"
+        port = cmdline[colon + 1 :] if colon >= 0 else ""
+        if port.isascii() and port.isdigit():
+            return "^" + escape_regex(cmdline[: colon + 1]) + PORT_REGEX + "$"
     return "^" + escape_regex(cmdline) + "$"
+
+
+# -- open-ended command-line regexes (F10) ---------------------------------------------------
+
+EXTRA_STAGE1_FLAG = " --init=/x"
+"""What :func:`cmdline_regex_risk` appends to the shortest match (a stage1 flag)."""
+
+EXTRA_KERNEL_FLAG = "rdinit=/x "
+"""What :func:`cmdline_regex_risk` prepends to the shortest match (a kernel parameter)."""
+
+SHORTEST_MATCH_LIMIT = 1 << 16
+"""The longest shortest-match :func:`shortest_match` builds (characters); longer: unchecked."""
+
+_sre: Any = importlib.import_module("re._parser")  # CPython's regex parser (no type stubs)
+_CLASS_TRIES = "a0 -/:=._" + string.printable + "\u00e9\u4e00"
+_CATEGORY_REGEX = {
+    "CATEGORY_DIGIT": r"\d",
+    "CATEGORY_NOT_DIGIT": r"\D",
+    "CATEGORY_SPACE": r"\s",
+    "CATEGORY_NOT_SPACE": r"\S",
+    "CATEGORY_WORD": r"\w",
+    "CATEGORY_NOT_WORD": r"\W",
+}
+_FLAG_TEXT = EXTRA_STAGE1_FLAG + "bin/sh"
+
+
+class _NoCandidate(Exception):
+    """No shortest match could be derived (an unsupported construct, or too long)."""
+
+
+def _in_class(items: list[tuple[Any, Any]], char: str) -> bool:
+    negate = False
+    found = False
+    for op, arg in items:
+        name = str(op)
+        if name == "NEGATE":
+            negate = True
+        elif name == "LITERAL":
+            found = found or ord(char) == arg
+        elif name == "RANGE":
+            found = found or arg[0] <= ord(char) <= arg[1]
+        elif name == "CATEGORY":
+            regex = _CATEGORY_REGEX.get(str(arg))
+            if regex is None:
+                raise _NoCandidate(f"character category {arg}")
+            found = found or re.fullmatch(regex, char) is not None
+        else:
+            raise _NoCandidate(f"character class item {name}")
+    return found != negate
+
+
+def _matches_char(op: Any, arg: Any, char: str) -> bool | None:
+    """Whether the one-character item ``(op, arg)`` matches ``char``; None if not one."""
+    name = str(op)
+    if name == "LITERAL":
+        return bool(ord(char) == arg)
+    if name == "NOT_LITERAL":
+        return bool(ord(char) != arg)
+    if name == "ANY":
+        return char != "\n"
+    if name == "IN":
+        return _in_class(arg, char)
+    return None
+
+
+def _one_char(op: Any, arg: Any) -> str:
+    for char in _CLASS_TRIES:
+        if _matches_char(op, arg, char):
+            return char
+    raise _NoCandidate("a character class that matches none of the characters tried")
+
+
+def _shortest_branch(alternatives: list[Any], groups: dict[int, str]) -> str:
+    """The shortest of the alternatives' shortest matches; ``groups`` gets that one's groups."""
+    options: list[tuple[str, dict[int, str]]] = []
+    for alternative in alternatives:
+        alternative_groups = dict(groups)
+        try:
+            options.append((_shortest(alternative, alternative_groups), alternative_groups))
+        except _NoCandidate:
+            continue
+    if not options:
+        raise _NoCandidate("no alternative of a branch")
+    piece, chosen = min(options, key=lambda option: len(option[0]))
+    groups.update(chosen)
+    return piece
+
+
+def _shortest(pattern: Any, groups: dict[int, str]) -> str:
+    out: list[str] = []
+    size = 0
+    for op, arg in pattern:
+        name = str(op)
+        if name in ("LITERAL", "NOT_LITERAL", "ANY", "IN"):
+            piece = chr(arg) if name == "LITERAL" else _one_char(op, arg)
+        elif name == "AT" or name in ("ASSERT", "ASSERT_NOT"):
+            piece = ""
+        elif name == "BRANCH":
+            piece = _shortest_branch(arg[1], groups)
+        elif name == "SUBPATTERN":
+            group, _, _, sub = arg
+            piece = _shortest(sub, groups)
+            if group is not None:
+                groups[group] = piece
+        elif name == "ATOMIC_GROUP":
+            piece = _shortest(arg, groups)
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            low, _, sub = arg
+            one = _shortest(sub, groups) if low else ""
+            if len(one) * low > SHORTEST_MATCH_LIMIT:
+                raise _NoCandidate(f"longer than {SHORTEST_MATCH_LIMIT} characters")
+            piece = one * low
+        elif name == "GROUPREF":
+            piece = groups.get(arg, "")
+        elif name == "GROUPREF_EXISTS":
+            group, yes, no = arg
+            branch = yes if group in groups else no
+            piece = "" if branch is None else _shortest(branch, groups)
+        else:
+            raise _NoCandidate(f"regex construct {name}")
+        size += len(piece)
+        if size > SHORTEST_MATCH_LIMIT:
+            raise _NoCandidate(f"longer than {SHORTEST_MATCH_LIMIT} characters")
+        out.append(piece)
+    return "".join(out)
+
+
+def _has_wildcard(pattern: Any) -> bool:
+    """Whether ``pattern`` repeats (more than once) one character item matching flag text."""
+    for op, arg in pattern:
+        name = str(op)
+        subs: list[Any] = []
+        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            _, high, sub = arg
+            items = list(sub)
+            if high > 1 and len(items) == 1:
+                item_op, item_arg = items[0]
+                try:
+                    if all(_matches_char(item_op, item_arg, c) for c in _FLAG_TEXT):
+                        return True
+                except _NoCandidate:
+                    return True
+            subs = [sub]
+        elif name == "BRANCH":
+            subs = list(arg[1])
+        elif name == "SUBPATTERN":
+            subs = [arg[3]]
+        elif name == "ATOMIC_GROUP":
+            subs = [arg]
+        elif name in ("ASSERT", "ASSERT_NOT"):
+            subs = [arg[1]]
+        elif name == "GROUPREF_EXISTS":
+            subs = [branch for branch in arg[1:] if branch is not None]
+        if any(_has_wildcard(sub) for sub in subs):
+            return True
+    return False
+
+
+def shortest_match(regex: str) -> str | None:
+    """A shortest string that ``regex`` (Rust semantics, :func:`cmdline_matches`) matches.
+
+    Built from the parsed pattern: every repetition its minimum count, the
+    shortest branch, a character of each class, nothing for anchors and
+    look-arounds. None when that cannot be done (an unsupported construct,
+    more than :data:`SHORTEST_MATCH_LIMIT` characters, or the result does not
+    match after all, e.g. because of a look-around).
+    """
+    anchored = rust_end_anchors(regex)
+    try:
+        candidate = _shortest(_sre.parse(anchored), {})
+    except (_NoCandidate, re.error, RecursionError, TypeError, ValueError):
+        return None
+    try:
+        return candidate if re.search(anchored, candidate) is not None else None
+    except (re.error, RecursionError):
+        return None
+
+
+def cmdline_regex_risk(regex: str) -> str | None:
+    """Why ``regex`` could accept a command line with extra stage1 flags, or None (F10).
+
+    The reason is one line: the regex still matches its shortest match with
+    :data:`EXTRA_STAGE1_FLAG` appended (or :data:`EXTRA_KERNEL_FLAG`
+    prepended), or it repeats a wildcard (``.*``), or it could not be checked.
+    """
+    try:
+        parsed = _sre.parse(rust_end_anchors(regex))
+    except (re.error, RecursionError, TypeError, ValueError):
+        return "could not check it: it does not parse"
+    candidate = shortest_match(regex)
+    if candidate is None:
+        return "could not check whether it accepts extra stage1 flags (no shortest match found)"
+    if cmdline_matches(regex, candidate + EXTRA_STAGE1_FLAG):
+        return (
+            f"it still matches with {EXTRA_STAGE1_FLAG!r} appended: a host can add stage1 flags"
+            " such as --init=/bin/sh"
+        )
+    if cmdline_matches(regex, EXTRA_KERNEL_FLAG + candidate):
+        return (
+            f"it still matches with {EXTRA_KERNEL_FLAG!r} prepended (no '^'): a host can add"
+            " kernel parameters such as rdinit=/bin/sh"
+        )
+    if _has_wildcard(parsed):
+        return "it repeats a wildcard ('.*' or alike) that can take extra stage1 flags"
+    return None
+
+
+def open_cmdline_warnings(
+    policies: policies_pb2.AppraisalPolicies | Sequence[policies_pb2.AppraisalPolicy],
+    source: str,
+) -> list[str]:
+    """One warning line per policy whose ``kernel_cmd_line_regex`` has a :func:`cmdline_regex_risk`.
+
+    Such policies are still accepted (the reference's own are open-ended); the
+    caller prints or logs each line once.
+    """
+    items: Iterable[policies_pb2.AppraisalPolicy] = (
+        policies.policies if isinstance(policies, policies_pb2.AppraisalPolicies) else policies
+    )
+    warnings: list[str] = []
+    for index, policy in enumerate(items):
+        risk = cmdline_regex_risk(policy.measurement.kernel_cmd_line_regex)
+        if risk is not None:
+            warnings.append(
+                f"{source}: policy {index}: kernel_cmd_line_regex is open-ended: {risk}"
+                f" (anchor it: ...:{PORT_REGEX}$)"
+            )
+    return warnings
 
 
 def make_policy(

@@ -4,6 +4,12 @@ A thin shell over :func:`hats.attestation.simulate.simulate_stage1`: it hashes
 the input files (streaming), and writes the length-delimited ``DiceData``
 atomically with mode 0600 (it holds the system layer's private key, which is
 never printed). User errors are :class:`HatsError` (one line).
+
+The kernel command line is checked as our guest stage1 checks its arguments
+(:func:`hats.stage1.cmdline.parse_stage1_args` on
+:func:`~hats.stage1.cmdline.stage1_argv`): a stage1 flag given twice, or
+``--init`` other than ``/sbin/init``, is refused; ``--allow-other-init``
+accepts another init path (never the guest: upstream-facts F10).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from hats.attestation.simulate import DEFAULT_KERNEL_CMDLINE, Stage0Inputs, defa
 from hats.attestation.simulate import simulate_stage1 as _simulate
 from hats.errors import HatsError
 from hats.fsio import atomic_output
+from hats.stage1.cmdline import parse_proc_cmdline, parse_stage1_args, stage1_argv
 
 DICE_FILE_MODE = 0o600
 _CHUNK = 1 << 20
@@ -84,7 +91,13 @@ def _measured_options(function: click.decorators.FC) -> click.decorators.FC:
     "--kernel-cmdline",
     default=DEFAULT_KERNEL_CMDLINE,
     show_default=True,
-    help="The kernel command line stage0 records.",
+    help="The kernel command line stage0 records (its stage1 flags are checked).",
+)
+@click.option(
+    "--allow-other-init",
+    is_flag=True,
+    help="Accept a --init other than /sbin/init in --kernel-cmdline (our guest stage1 never"
+    " does: a host could start a shell before the attested image's init).",
 )
 @_measured_options
 @click.option(
@@ -96,13 +109,24 @@ def _measured_options(function: click.decorators.FC) -> click.decorators.FC:
     help="Where to write the length-delimited DiceData (mode 0600).",
 )
 def simulate_command(
-    system_image: str, kernel_cmdline: str, output: str, **measured: str | None
+    system_image: str,
+    kernel_cmdline: str,
+    allow_other_init: bool,
+    output: str,
+    **measured: str | None,
 ) -> None:
     """Write the DiceData stage1 would leave in /oak/dice, with a software root key.
 
     INSECURE: no hardware measures anything; the root layer says
-    TEE_PLATFORM_NONE and has no report.
+    TEE_PLATFORM_NONE and has no report. The stage1 flags of --kernel-cmdline
+    are checked as our guest stage1 does: none twice, --init only /sbin/init
+    (unless --allow-other-init).
     """
+    argv = stage1_argv(parse_proc_cmdline(kernel_cmdline))
+    try:
+        parse_stage1_args(argv, allow_other_init=allow_other_init)
+    except HatsError as exc:
+        raise type(exc)(f"--kernel-cmdline: {exc}") from None
     digests: dict[str, bytes] = {}
     for keyword, file_option, digest_option, name, _ in _MEASURED:
         path = measured.get(_param_name(file_option))

@@ -10,6 +10,19 @@ Unlike clap, unknown arguments (and everything after a bare ``--``) are
 recorded instead of fatal; a missing or repeated value or a bad number is a
 :class:`~hats.stage1.errors.CmdlineError` as in clap.
 
+Hardening (stricter than Oak's stage1; upstream-facts F10: the host writes the
+command line, and a policy regex ending in ``.*`` lets it append flags):
+
+* a flag given twice is a :class:`~hats.stage1.errors.CmdlineError`, also
+  ``--eth0-address`` (give one comma-separated list instead);
+* ``--init`` other than ``/sbin/init`` is a ``CmdlineError`` unless
+  ``allow_other_init`` (``hats stage1 simulate --allow-other-init``). The guest
+  stage1 never allows it: its only input is the host's command line, so an
+  override there would be the host's to give.
+
+:func:`stage1_argv` models the argv the kernel gives ``/init`` for a whole
+command line, so that a ``--init /bin/sh`` placed before the ``--`` is seen too.
+
 Stage1 execs init with the environment ``LAUNCHER_ADDR=<Uri>``: the value is
 tonic's (``http``) ``Uri`` Display of the flag, which adds ``/`` after an
 authority when the path is empty: :func:`launcher_addr_env`.
@@ -82,8 +95,12 @@ def parse_phys_addr(flag: str, text: str) -> int:
     return value
 
 
-def parse_stage1_args(args: Sequence[str]) -> Stage1Args:
-    """Parse stage1's arguments (``argv[1:]``: without the program name)."""
+def parse_stage1_args(args: Sequence[str], *, allow_other_init: bool = False) -> Stage1Args:
+    """Parse stage1's arguments (``argv[1:]``: without the program name).
+
+    Raises :class:`CmdlineError` for a flag given twice and, unless
+    ``allow_other_init``, for ``--init`` other than ``/sbin/init`` (module rules).
+    """
     values: dict[str, str] = {}
     eth0: list[str] = []
     unknown: list[str] = []
@@ -105,12 +122,18 @@ def parse_stage1_args(args: Sequence[str]) -> Stage1Args:
             index += 1
         else:
             raise CmdlineError(f"{flag}: a value is required")
+        if flag in values or (flag in _MULTI and eth0):
+            raise CmdlineError(f"{flag}: cannot be used multiple times")
         if flag in _MULTI:
             eth0.extend(value.split(","))
             continue
-        if flag in values:
-            raise CmdlineError(f"{flag}: cannot be used multiple times")
         values[flag] = value
+    init = values.get("--init", DEFAULT_INIT)
+    if init != DEFAULT_INIT and not allow_other_init:
+        raise CmdlineError(
+            f"--init: only {DEFAULT_INIT} is allowed (another init would run before the"
+            " attested image's)"
+        )
     launcher_addr = values.get("--launcher-addr", DEFAULT_LAUNCHER_ADDR)
     try:
         launcher_addr_env(launcher_addr)
@@ -121,7 +144,7 @@ def parse_stage1_args(args: Sequence[str]) -> Stage1Args:
     event_log = values.get("--oak-event-log")
     return Stage1Args(
         launcher_addr=launcher_addr,
-        init=values.get("--init", DEFAULT_INIT),
+        init=init,
         oak_dice=None if dice is None else parse_phys_addr("--oak-dice", dice),
         oak_dice_length=None if length is None else _u64("--oak-dice-length", length),
         oak_event_log=None if event_log is None else parse_phys_addr("--oak-event-log", event_log),
@@ -359,3 +382,16 @@ def parse_proc_cmdline(text: str) -> KernelCmdline:
         return KernelCmdline(kernel, [])
     init, _ = _words(text, rest)
     return KernelCmdline(kernel, init)
+
+
+def stage1_argv(cmdline: KernelCmdline) -> list[str]:
+    """The arguments ``/init`` may get for ``cmdline`` (``argv[1:]``), erring on the side of more.
+
+    The kernel passes init the parameters it does not know that have no ``=``
+    and no ``.`` (module parameters), then the words after ``--``. Which
+    parameters are known depends on the kernel build, so every such word
+    before ``--`` is taken (a known one such as ``quiet`` only adds an unknown
+    stage1 argument).
+    """
+    forwarded = [word for word in cmdline.kernel_args if "=" not in word and "." not in word]
+    return [*forwarded, *cmdline.init_args]

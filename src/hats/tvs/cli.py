@@ -35,7 +35,11 @@ from types import FrameType
 import click
 
 from hats.attestation.amd.certs import load_amd_roots
-from hats.attestation.policy import load_policies, verify_policy_signatures
+from hats.attestation.policy import (
+    load_policies,
+    open_cmdline_warnings,
+    verify_policy_signatures,
+)
 from hats.errors import HatsError
 from hats.streamlimits import StreamLimits
 from hats.tvs.keys import (
@@ -278,6 +282,8 @@ def serve_command(
         "y" if len(policies.policies) == 1 else "ies",
         ", ".join(repr(u) for u in provider.user_ids),
     )
+    for warning in open_cmdline_warnings(policies, appraisal_policy_file):  # F10: once each
+        log.warning("warning: %s", warning)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping", signum)
