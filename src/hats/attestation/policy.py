@@ -123,6 +123,8 @@ def check_policy(
         re.compile(measurement.kernel_cmd_line_regex)
     except re.error as exc:
         raise PolicyError(f"{where}: kernel_cmd_line_regex does not compile: {exc}") from None
+    except (RecursionError, OverflowError, MemoryError):
+        raise PolicyError(f"{where}: kernel_cmd_line_regex does not compile: too complex") from None
     _check_hex(measurement.system_image_sha256, _SHA256_HEX, f"{where}: system_image_sha256")
     if not measurement.container_binary_sha256:
         raise PolicyError(f"{where}: container_binary_sha256 is empty")
@@ -309,7 +311,7 @@ def match_policy(
             return f"{field}: the evidence has {getattr(measurements, attribute)}"
     try:
         matched = cmdline_matches(measurement.kernel_cmd_line_regex, measurements.kernel_cmdline)
-    except re.error:
+    except (re.error, RecursionError, OverflowError, MemoryError):
         return "kernel_cmd_line_regex: does not compile"
     if not matched:
         cmdline = measurements.kernel_cmdline
@@ -545,7 +547,7 @@ def shortest_match(regex: str) -> str | None:
     anchored = rust_end_anchors(regex)
     try:
         candidate = _shortest(_sre.parse(anchored), {})
-    except (_NoCandidate, re.error, RecursionError, TypeError, ValueError):
+    except (_NoCandidate, re.error, RecursionError, OverflowError, TypeError, ValueError):
         return None
     try:
         return candidate if re.search(anchored, candidate) is not None else None
@@ -562,7 +564,8 @@ def cmdline_regex_risk(regex: str) -> str | None:
     """
     try:
         parsed = _sre.parse(rust_end_anchors(regex))
-    except (re.error, RecursionError, TypeError, ValueError):
+        wildcard = _has_wildcard(parsed)
+    except (re.error, RecursionError, OverflowError, TypeError, ValueError):
         return "could not check it: it does not parse"
     candidate = shortest_match(regex)
     if candidate is None:
@@ -577,7 +580,7 @@ def cmdline_regex_risk(regex: str) -> str | None:
             f"it still matches with {EXTRA_KERNEL_FLAG!r} prepended (no '^'): a host can add"
             " kernel parameters such as rdinit=/bin/sh"
         )
-    if _has_wildcard(parsed):
+    if wildcard:
         return "it repeats a wildcard ('.*' or alike) that can take extra stage1 flags"
     return None
 

@@ -22,6 +22,8 @@ careful user does not want:
 * A missing trailing newline is fine; upper-case hex is fine (the reference
   accepts both; :func:`format_key_file` writes the canonical form).
 * A line that is not ASCII is reported once and not checked further.
+* A file larger than :data:`MAX_FILE_BYTES` (16 KiB) is one problem and is
+  not checked further.
 
 Messages never contain key material: no hex of the keys is ever echoed
 (a 64-hex-digit value in a key file may well be a private key pasted by
@@ -44,6 +46,10 @@ MAX_KEYS = 10
 
 PUBLIC_KEY_LENGTH = 65
 """Bytes in an uncompressed SEC1 P-256 point: ``04 || X(32) || Y(32)``."""
+
+MAX_FILE_BYTES = 16 * 1024
+"""A larger key file is one problem, not checked line by line (ten keys take 1330 bytes;
+every line costs a curve check, so a huge file would take seconds per megabyte)."""
 
 _DIGITS = frozenset("0123456789")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -226,6 +232,9 @@ def _split_lines(data: bytes) -> list[bytes]:
 
 
 def _check(data: bytes, reject_test_keys: bool) -> tuple[list[KeyProblem], list[TvsKey]]:
+    if len(data) > MAX_FILE_BYTES:
+        message = f"{len(data)} bytes: too large for a key file (at most {MAX_FILE_BYTES} bytes)"
+        return [KeyProblem(None, message)], []
     problems: list[KeyProblem] = []
     keys: list[TvsKey] = []
     indexed: list[tuple[int, int]] = []  # (line, index) for lines with a valid index
