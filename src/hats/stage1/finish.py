@@ -48,6 +48,13 @@ class FinishReport:
     dockerenv_removed: bool
 
 
+def _machine_id_error(root: Path, exc: OSError) -> MachineIdError:
+    return MachineIdError(
+        f"{Path(root) / MACHINE_ID}: cannot create the placeholder machine-id: "
+        f"{exc.strerror or exc}"
+    )
+
+
 def ensure_machine_id(root: Path) -> bool:
     """Create an empty ``/etc/machine-id`` when it does not exist; True when created.
 
@@ -55,21 +62,21 @@ def ensure_machine_id(root: Path) -> bool:
     followed inside ``root``, so a dangling ``/etc/machine-id`` symlink gets its
     target created.
     """
-    base = Root(os.path.realpath(root))
     parts = MACHINE_ID.split("/")
+    with Root(os.path.realpath(root)) as base:
+        try:
+            base.resolve(parts, follow_final=True, strict=True)
+            return False
+        except OSError:
+            pass
+        try:
+            path = base.host(base.resolve(parts, follow_final=True, strict=False))
+        except OSError as exc:
+            raise _machine_id_error(root, exc) from None
     try:
-        base.resolve(parts, follow_final=True, strict=True)
-        return False
-    except OSError:
-        pass
-    try:
-        path = base.host(base.resolve(parts, follow_final=True, strict=False))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     except OSError as exc:
-        raise MachineIdError(
-            f"{Path(root) / MACHINE_ID}: cannot create the placeholder machine-id: "
-            f"{exc.strerror or exc}"
-        ) from None
+        raise _machine_id_error(root, exc) from None
     os.close(fd)
     return True
 

@@ -35,13 +35,28 @@ mean after the switch to the new root.
   creates the nodes instead, skipping (with a warning) those not permitted.
 - Ownership and xattrs are not applied: everything belongs to the unpacking
   process.
+- Path length: tar-rs hands the kernel ``/<name>``, which it refuses from
+  :data:`PATH_MAX` (4096) bytes on (``ENAMETOOLONG``). An entry whose
+  ``/<name>`` (or a hard link whose target path) is that long fails with
+  :class:`UnpackOSError` (:class:`LinkTargetError`) naming the member, before
+  anything of it is created. That bounds the depth of a name at 2048.
+
+Cost: every step works on directory descriptors (the entry's parent, resolved
+afresh by :class:`~hats.stage1.rootpath.Root`, which starts below the
+directory its last walk reached), never on a host path: an entry costs a
+walk of the components it does not share with the one before it (plus the
+targets of the symlinks it goes through), so unpacking is linear in the
+archive, however deep. The host path of ``dest`` plays no part in the length
+limit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +77,10 @@ from hats.stage1.rootpath import Root
 DATA_CHUNK = 1 << 20
 _NODE_TYPES = {tf.CHRTYPE: stat.S_IFCHR, tf.BLKTYPE: stat.S_IFBLK, tf.FIFOTYPE: stat.S_IFIFO}
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_WALK_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Linux ``PATH_MAX``: the kernel refuses a path of this many bytes or more
+#: (``ENAMETOOLONG``), and tar-rs hands it ``/<name>``.
+PATH_MAX = 4096
 
 
 @dataclass
@@ -143,6 +162,17 @@ class _Unpacker:
     def _show(parts: list[str]) -> str:
         return "/" + "/".join(parts)
 
+    def _check_length(
+        self, path: str, what: str, member: Member, offset: int, error: type[UnpackError]
+    ) -> None:
+        """The kernel's ``ENAMETOOLONG`` for a path of ``PATH_MAX`` bytes or more."""
+        size = len(os.fsencode(path))
+        if size >= PATH_MAX:
+            raise error(
+                f"{self._where(member, offset)}: {what} is {size} bytes, the limit is "
+                f"{PATH_MAX - 1} (PATH_MAX): {os.strerror(errno.ENAMETOOLONG)}"
+            )
+
     def _os_error(self, member: Member, offset: int, doing: str, exc: OSError) -> UnpackOSError:
         return UnpackOSError(f"{self._where(member, offset)}: {doing}: {_why(exc)}")
 
@@ -163,30 +193,59 @@ class _Unpacker:
             ) from None
 
     def _ensure_parent(self, parent: list[str], member: Member, offset: int) -> None:
-        """tar-rs ``ensure_dir_created``: create the missing ancestors, top down."""
-        depth = len(parent)
-        while depth > 0 and not self.root.lexists(parent[:depth]):
-            depth -= 1
-        for end in range(depth + 1, len(parent) + 1):
-            above = self._canonical(parent[: end - 1], member, offset)
-            path = self.root.host([*above, parent[end - 1]])
-            try:
-                os.mkdir(path)
-            except (FileExistsError, NotADirectoryError):
-                raise EntryConflictError(
-                    f"{self._where(member, offset)}: cannot create directory "
-                    f"{self._show(parent[:end])}: a non-directory is in the way"
-                ) from None
-            except OSError as exc:
-                raise self._os_error(
-                    member, offset, f"creating {self._show(parent[:end])}", exc
-                ) from None
+        """tar-rs ``ensure_dir_created``: create the missing ancestors, top down.
 
-    def _at(self, parts: list[str]) -> str:
-        """The host path of ``parts``, its parent resolved *now* (tar-rs hands the
-        kernel ``/<path>`` for every call, so each call resolves it afresh)."""
-        parent = self.root.resolve(parts[:-1], follow_final=True, strict=True)
-        return self.root.host([*parent, parts[-1]])
+        The deepest ancestor that exists (``symlink_metadata``) is found in one
+        walk; the missing ones below it are made one inside the other.
+        """
+        depth = self.root.existing(parent)
+        if depth == len(parent):
+            return
+        above = self._canonical(parent[:depth], member, offset)
+        end = depth + 1
+        try:
+            fd = self.root.open_dir(above)
+            try:
+                for end in range(depth + 1, len(parent) + 1):
+                    os.mkdir(parent[end - 1], dir_fd=fd)
+                    child = os.open(parent[end - 1], _WALK_FLAGS, dir_fd=fd)
+                    os.close(fd)
+                    fd = child
+            finally:
+                os.close(fd)
+        except (FileExistsError, NotADirectoryError):
+            raise EntryConflictError(
+                f"{self._where(member, offset)}: cannot create directory "
+                f"{self._show(parent[:end])}: a non-directory is in the way"
+            ) from None
+        except OSError as exc:
+            raise self._os_error(
+                member, offset, f"creating {self._show(parent[:end])}", exc
+            ) from None
+
+    @contextlib.contextmanager
+    def _parent_of(self, parts: list[str]) -> Iterator[int]:
+        """A descriptor of the directory holding ``parts[-1]``, resolved *now*
+        (tar-rs hands the kernel ``/<path>`` for every call, so each call
+        resolves it afresh). ``OSError`` when it does not resolve."""
+        fd = self.root.open_dir(parts[:-1])
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _stat_resolved(self, parts: list[str]) -> os.stat_result:
+        """``lstat`` of already-resolved components (the root itself for none)."""
+        if not parts:
+            return os.stat(self.root.path)
+        with self._parent_of(parts) as fd:
+            return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+
+    def _is_dir(self, parts: list[str]) -> bool:
+        try:
+            return stat.S_ISDIR(self._stat_resolved(parts).st_mode)
+        except OSError:
+            return False
 
     def _fail(self, member: Member, offset: int, doing: str, exc: OSError) -> UnpackError:
         """Map an ``OSError`` of a step to the error class of its kind."""
@@ -204,18 +263,23 @@ class _Unpacker:
         """
         shown = self._show(parts)
         try:
-            path = self._at(parts)
-            os.unlink(path)
+            with self._parent_of(parts) as fd:
+                try:
+                    os.unlink(parts[-1], dir_fd=fd)
+                except (IsADirectoryError, PermissionError):
+                    info = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+                    if stat.S_ISDIR(info.st_mode):
+                        raise EntryConflictError(
+                            f"{self._where(member, offset)}: {shown} is a directory and a "
+                            f"{member.kind} cannot replace it: stage1 fails"
+                        ) from None
+                    raise
+            self.root.forget()
         except FileNotFoundError as exc:
             if missing_ok:
                 return
             raise self._fail(member, offset, f"removing {shown}", exc) from None
-        except (IsADirectoryError, PermissionError) as exc:
-            if os.path.isdir(exc.filename or "") and not os.path.islink(exc.filename or ""):
-                raise EntryConflictError(
-                    f"{self._where(member, offset)}: {shown} is a directory and a "
-                    f"{member.kind} cannot replace it: stage1 fails"
-                ) from None
+        except PermissionError as exc:
             raise self._os_error(member, offset, f"removing {shown}", exc) from None
         except OSError as exc:
             raise self._fail(member, offset, f"removing {shown}", exc) from None
@@ -231,10 +295,11 @@ class _Unpacker:
         if rel == "":
             self.report.root_entries += 1
             return
+        self._check_length("/" + rel, "path", member, offset, UnpackOSError)
         parts = rel.split("/")
         self._ensure_parent(parts[:-1], member, offset)
         parent = self._canonical(parts[:-1], member, offset)
-        if not os.path.isdir(self.root.host(parent)):
+        if not self._is_dir(parent):
             raise EntryConflictError(
                 f"{self._where(member, offset)}: {self._show(parts[:-1])} is not a directory: "
                 "stage1 fails"
@@ -253,41 +318,57 @@ class _Unpacker:
 
     def _directory(self, member: Member, offset: int, parts: list[str]) -> None:
         shown = self._show(parts)
+        where = parts
         try:
-            os.mkdir(self._at(parts))
-            path = self._at(parts)
+            with self._parent_of(parts) as fd:
+                os.mkdir(parts[-1], dir_fd=fd)
         except FileExistsError:
             # tar-rs: ``fs::metadata`` (a symlink followed) must say "directory";
             # ``set_permissions`` then follows it too.
             try:
-                path = self.root.host(self.root.resolve(parts, follow_final=True, strict=True))
+                where = self.root.resolve(parts, follow_final=True, strict=True)
             except OSError:
-                path = ""
-            if not path or not os.path.isdir(path):
-                raise EntryConflictError(
-                    f"{self._where(member, offset)}: {shown} exists and is not a directory: "
-                    "stage1 fails"
-                ) from None
+                where = parts
+            else:
+                if self._is_dir(where):
+                    self._chmod(member, offset, where)
+                    return
+            raise EntryConflictError(
+                f"{self._where(member, offset)}: {shown} exists and is not a directory: "
+                "stage1 fails"
+            ) from None
         except OSError as exc:
             raise self._fail(member, offset, f"creating {shown}", exc) from None
+        self._chmod(member, offset, where)
+
+    def _chmod(self, member: Member, offset: int, where: list[str]) -> None:
+        """The directory's mode (``where`` is followed, as ``set_permissions``)."""
         try:
-            os.chmod(path, member.mode & 0o777)
+            if not where:
+                os.chmod(self.root.path, member.mode & 0o777)
+            else:
+                with self._parent_of(where) as fd:
+                    os.chmod(where[-1], member.mode & 0o777, dir_fd=fd)
         except OSError as exc:
-            raise self._fail(member, offset, f"chmod {shown}", exc) from None
+            raise self._fail(member, offset, f"chmod {self._show(where)}", exc) from None
         self.report.dirs += 1
 
     def _symlink(self, member: Member, offset: int, parts: list[str]) -> None:
         shown = self._show(parts)
         if not member.linkname:
             raise LinkTargetError(f"{self._where(member, offset)}: symlink destination is empty")
+        name = parts[-1]
         try:
             try:
-                os.symlink(member.linkname, self._at(parts))
+                with self._parent_of(parts) as fd:
+                    os.symlink(member.linkname, name, dir_fd=fd)
             except FileExistsError:
                 self._unlink_existing(parts, member, offset, missing_ok=False)
-                os.symlink(member.linkname, self._at(parts))
+                with self._parent_of(parts) as fd:
+                    os.symlink(member.linkname, name, dir_fd=fd)
             seconds = _mtime(member)
-            os.utime(self._at(parts), (seconds, seconds), follow_symlinks=False)
+            with self._parent_of(parts) as fd:
+                os.utime(name, (seconds, seconds), dir_fd=fd, follow_symlinks=False)
         except OSError as exc:
             raise self._fail(member, offset, f"symlink {shown}", exc) from None
         self.report.symlinks += 1
@@ -296,11 +377,26 @@ class _Unpacker:
         shown = self._show(parts)
         if not member.linkname:
             raise LinkTargetError(f"{self._where(member, offset)}: hard link destination is empty")
+        absolute = member.linkname if member.linkname.startswith("/") else "/" + member.linkname
+        self._check_length(absolute, "hard link target", member, offset, LinkTargetError)
         target = member.linkname.split("/")
         self._canonical(target, member, offset, LinkTargetError)
         try:
-            source = self.root.host(self.root.resolve(target, follow_final=False, strict=True))
-            os.link(source, self._at(parts), follow_symlinks=False)
+            source = self.root.resolve(target, follow_final=False, strict=True)
+            with contextlib.ExitStack() as stack:
+                if source:
+                    source_fd = stack.enter_context(self._parent_of(source))
+                    source_name = source[-1]
+                else:  # the root: a directory, which link() refuses
+                    source_fd, source_name = -1, self.root.path
+                fd = stack.enter_context(self._parent_of(parts))
+                os.link(
+                    source_name,
+                    parts[-1],
+                    src_dir_fd=source_fd if source else None,
+                    dst_dir_fd=fd,
+                    follow_symlinks=False,
+                )
         except FileExistsError:
             raise EntryConflictError(
                 f"{self._where(member, offset)}: {shown} already exists and tar-rs does not "
@@ -315,16 +411,20 @@ class _Unpacker:
             raise self._fail(member, offset, f"hard link {shown}", exc) from None
         self.report.hardlinks += 1
 
+    def _create(self, parts: list[str]) -> int:
+        with self._parent_of(parts) as fd:
+            return os.open(parts[-1], _CREATE_FLAGS, 0o666, dir_fd=fd)
+
     def _open_new(self, member: Member, offset: int, parts: list[str]) -> int:
         shown = self._show(parts)
         try:
-            return os.open(self._at(parts), _CREATE_FLAGS, 0o666)
+            return self._create(parts)
         except FileExistsError:
             self._unlink_existing(parts, member, offset, missing_ok=True)
         except OSError as exc:
             raise self._fail(member, offset, f"creating {shown}", exc) from None
         try:
-            return os.open(self._at(parts), _CREATE_FLAGS, 0o666)
+            return self._create(parts)
         except OSError as exc:
             raise self._fail(member, offset, f"creating {shown}", exc) from None
 
@@ -352,12 +452,15 @@ class _Unpacker:
         shown = self._show(parts)
         node_type = _NODE_TYPES[member.type]
         device = os.makedev(member.devmajor, member.devminor) if node_type != stat.S_IFIFO else 0
+        name = parts[-1]
         try:
             try:
-                os.mknod(self._at(parts), node_type | 0o600, device)
+                with self._parent_of(parts) as fd:
+                    os.mknod(name, node_type | 0o600, device, dir_fd=fd)
             except FileExistsError:
                 self._unlink_existing(parts, member, offset, missing_ok=False)
-                os.mknod(self._at(parts), node_type | 0o600, device)
+                with self._parent_of(parts) as fd:
+                    os.mknod(name, node_type | 0o600, device, dir_fd=fd)
         except PermissionError:
             self.report.devices_skipped += 1
             self.report.warnings.append(
@@ -367,10 +470,10 @@ class _Unpacker:
         except OSError as exc:
             raise self._fail(member, offset, f"mknod {shown}", exc) from None
         try:
-            path = self._at(parts)
-            os.chmod(path, member.mode & 0o777)
-            seconds = _mtime(member)
-            os.utime(path, (seconds, seconds), follow_symlinks=False)
+            with self._parent_of(parts) as fd:
+                os.chmod(name, member.mode & 0o777, dir_fd=fd)
+                seconds = _mtime(member)
+                os.utime(name, (seconds, seconds), dir_fd=fd, follow_symlinks=False)
         except OSError as exc:
             raise self._fail(member, offset, f"chmod {shown}", exc) from None
         self.report.devices += 1
@@ -379,14 +482,15 @@ class _Unpacker:
 
     def run(self) -> UnpackReport:
         deferred: list[tuple[Member, int]] = []
-        for member in self.reader:
-            offset = self.reader.offset - tf.BLOCK
-            if member.type == tf.DIRTYPE:
-                deferred.append((member, offset))
-            else:
+        with self.root:
+            for member in self.reader:
+                offset = self.reader.offset - tf.BLOCK
+                if member.type == tf.DIRTYPE:
+                    deferred.append((member, offset))
+                else:
+                    self.unpack_in(member, offset)
+            for member, offset in deferred:
                 self.unpack_in(member, offset)
-        for member, offset in deferred:
-            self.unpack_in(member, offset)
         return self.report
 
 
