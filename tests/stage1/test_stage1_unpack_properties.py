@@ -102,6 +102,21 @@ ANY_SPEC = st.one_of(
 )
 
 
+def _written_through_symlinks(tree: EffectiveTree, root: Path) -> set[str]:
+    """Where on disk the tree's paths under a symlink landed: another entry of the
+    tree there (``b -> ..`` makes ``b/a`` write ``a``) is not what the tree says."""
+    out = set()
+    with Root(str(root)) as base:
+        for path in tree.entries:
+            if _through_symlink(tree, root, path):
+                try:
+                    parts = base.resolve(path.split("/"), follow_final=False, strict=False)
+                except OSError:
+                    continue
+                out.add("/".join(parts))
+    return out
+
+
 def _through_symlink(tree: EffectiveTree, root: Path, path: str) -> bool:
     """Whether an ancestor of ``path`` is a symlink (in the tree or on disk)."""
     parts = path.split("/")
@@ -155,10 +170,13 @@ def test_any_archive_stays_inside_and_agrees_when_it_unpacks(specs: list[Spec]) 
             # prediction; paths written through a symlink are keyed differently.
             tree = tree_of(data)
             flagged = {normalize(problem.name) for problem in tree.conflicts}
+            aliased = _written_through_symlinks(tree, root)
             wrong = [
                 m
                 for m in mismatches(tree, root, hardlink_modes=False)
-                if m[0] not in flagged and not _through_symlink(tree, root, m[0])
+                if m[0] not in flagged
+                and m[0] not in aliased
+                and not _through_symlink(tree, root, m[0])
             ]
             assert wrong == []
 
