@@ -27,8 +27,18 @@ so nothing is ever written through a symbolic link. Rules (each violation is a
 Ownership and modes: every entry (and ``container_dir``) is owned by
 ``uid``/``gid`` when given (the reference's ``lchown -R``); modes are the
 member's ``mode & 0o7777``, applied after ownership (so set-id bits survive);
-directory modes are applied at the end, deepest first. Implicit parent
-directories get 0755.
+directory modes are applied at the end, each after everything below it.
+Implicit parent directories get 0755 when they are made (``container_dir``
+stays 0700 until the end, so nobody else sees into them meanwhile).
+
+Limits and cost: a member's path, and a hard link's target, must be shorter
+than :data:`PATH_MAX` (4096 bytes, Linux's limit; a depth of at most 2048), and
+one component at most 255 bytes (the kernel's). Directory descriptors along
+the last path walked are kept (one every 32 levels and the deepest), so each
+member costs a lookup per component it does not share with the one before
+(at most 32 more), and the final pass over the directory modes as much: time
+is linear in the archive however deep it goes, and at most 66 descriptors
+are open.
 
 Then ``config.json`` is edited (:func:`edit_config`) and rewritten in place:
 a bind mount of the IPC socket at ``/oak_utils/orchestrator_ipc``
@@ -45,7 +55,6 @@ import io
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -64,6 +73,9 @@ DEFAULT_MAX_SIZE = 16 << 30
 DEFAULT_MAX_MEMBERS = 1_000_000
 MAX_CONFIG_SIZE = 4 << 20
 _IMPLICIT_DIR_MODE = 0o755
+PATH_MAX = 4096
+"""Linux ``PATH_MAX``: a member's path (or hard link target) of this many bytes is refused."""
+_HOLD_EVERY = 32
 _CHUNK = 1 << 20
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_WALK = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -81,6 +93,21 @@ def safe_parts(name: str, what: str = "member") -> tuple[str, ...]:
     if ".." in parts:
         raise BundleError(f"container bundle: {what} {name!r} contains '..'")
     return parts
+
+
+def _shared_prefix(first: tuple[str, ...], second: tuple[str, ...]) -> int:
+    """How many leading components two paths share (compared in halves, not one by one)."""
+    limit = min(len(first), len(second))
+    if first[:limit] == second[:limit]:
+        return limit
+    low, high = 0, limit - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if first[:middle] == second[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def check_symlink(parts: tuple[str, ...], target: str) -> None:
@@ -113,6 +140,15 @@ def check_symlink(parts: tuple[str, ...], target: str) -> None:
             resolved.append(part)
 
 
+def _check_length(path: str, what: str, member: str) -> None:
+    size = len(os.fsencode(path))
+    if size >= PATH_MAX:
+        raise BundleError(
+            f"container bundle: member {member!r}: {what} is {size} bytes, "
+            f"the limit is {PATH_MAX - 1} (PATH_MAX)"
+        )
+
+
 class _Unpacker:
     """Writes members below an open directory descriptor, never following links."""
 
@@ -128,6 +164,8 @@ class _Unpacker:
         self.size = 0
         self.members = 0
         self.dir_modes: dict[tuple[str, ...], int] = {}
+        self._path: tuple[str, ...] = ()
+        self._held: dict[int, int] = {}
         try:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.root_fd = os.open(root, _O_DIR)
@@ -140,6 +178,7 @@ class _Unpacker:
             raise BundleError(f"{root}: container directory is not empty")
 
     def close(self) -> None:
+        self._reset()
         os.close(self.root_fd)
 
     def _fail(self, member: str, message: str) -> BundleError:
@@ -151,31 +190,57 @@ class _Unpacker:
         if mode is not None and not link:
             os.chmod(name, mode, dir_fd=dir_fd)
 
-    @contextlib.contextmanager
-    def _parent(self, parts: tuple[str, ...], member: str, *, create: bool) -> Iterator[int]:
-        """An open descriptor of the directory holding ``parts[-1]``."""
-        fd = os.dup(self.root_fd)
+    def _reset(self) -> None:
+        """Close the descriptors kept along the last directory path."""
+        for fd in self._held.values():
+            os.close(fd)
+        self._held.clear()
+        self._path = ()
+
+    def _dir_fd(self, dirs: tuple[str, ...], member: str, *, create: bool) -> int:
+        """A descriptor of the directory ``dirs`` (borrowed: valid until the next call).
+
+        The walk starts at the deepest descriptor kept from the last one that
+        ``dirs`` shares (every :data:`_HOLD_EVERY` levels, and the last level,
+        are kept), so an archive in its usual order costs a lookup per new
+        component, and a jump back at most ``_HOLD_EVERY`` of them. Kept
+        descriptors stay right: the unpacker never removes a directory.
+        """
+        shared = _shared_prefix(self._path, dirs)
+        for level in [level for level in self._held if level > shared]:
+            os.close(self._held.pop(level))
+        start = max(self._held, default=0)
+        fd = self._held[start] if start else self.root_fd
+        self._path = dirs[:start]
         try:
-            for depth, part in enumerate(parts[:-1]):
+            for depth in range(start, len(dirs)):
+                part = dirs[depth]
                 try:
                     info = os.stat(part, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
                     if not create:
-                        missing = "/".join(parts[: depth + 1])
+                        missing = "/".join(dirs[: depth + 1])
                         raise self._fail(member, f"{missing!r} does not exist") from None
                     os.mkdir(part, 0o700, dir_fd=fd)
-                    self._own(part, fd, None)
-                    self.dir_modes.setdefault(parts[: depth + 1], _IMPLICIT_DIR_MODE)
+                    self._own(part, fd, _IMPLICIT_DIR_MODE)
                     info = os.stat(part, dir_fd=fd, follow_symlinks=False)
                 if not stat.S_ISDIR(info.st_mode):
                     kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a directory"
-                    raise self._fail(member, f"parent {'/'.join(parts[: depth + 1])!r} is {kind}")
+                    raise self._fail(member, f"parent {'/'.join(dirs[: depth + 1])!r} is {kind}")
                 child = os.open(part, _O_WALK, dir_fd=fd)
-                os.close(fd)
+                if fd not in (self.root_fd, self._held.get(depth)):
+                    os.close(fd)
                 fd = child
-            yield fd
-        finally:
-            os.close(fd)
+                level = depth + 1
+                if level % _HOLD_EVERY == 0 or level == len(dirs):
+                    self._held[level] = fd
+                    self._path = dirs[:level]
+        except BaseException:
+            if fd not in (self.root_fd, *self._held.values()):
+                os.close(fd)
+            self._reset()
+            raise
+        return fd
 
     def _clear(self, name: str, dir_fd: int, member: str, *, keep_dir: bool) -> bool:
         """Remove an earlier non-directory at ``name``; True if a directory stays."""
@@ -198,6 +263,7 @@ class _Unpacker:
         if not parts:
             return  # the bundle's root directory itself
         display = "/".join(parts)
+        _check_length(display, "path", display)
         mode = member.mode & 0o7777
         if member.type in (tf.CHRTYPE, tf.BLKTYPE):
             raise self._fail(display, "device nodes are not allowed")
@@ -212,26 +278,28 @@ class _Unpacker:
         )
         if member.type == tf.LNKTYPE and not link_parts:
             raise self._fail(display, "hard link without a target")
-        with self._parent(parts, display, create=True) as dir_fd:
-            name = parts[-1]
-            existing_dir = self._clear(name, dir_fd, display, keep_dir=member.is_dir)
-            if member.is_dir:
-                if not existing_dir:
-                    os.mkdir(name, 0o700, dir_fd=dir_fd)
-                    self._own(name, dir_fd, None)
-                self.dir_modes[parts] = mode
-            elif member.is_regular:
-                self._write_file(name, dir_fd, mode, member, reader)
-            elif member.type == tf.SYMTYPE:
-                os.symlink(member.linkname, name, dir_fd=dir_fd)
-                self._own(name, dir_fd, None, link=True)
-            elif member.type == tf.LNKTYPE:
-                self._hard_link(name, dir_fd, link_parts, display)
-            elif member.type == tf.FIFOTYPE:
-                os.mkfifo(name, 0o600, dir_fd=dir_fd)
-                self._own(name, dir_fd, mode)
-            else:  # pragma: no cover (TarReader admits no other types)
-                raise self._fail(display, f"unsupported member type {member.kind}")
+        if member.type == tf.LNKTYPE:
+            _check_length("/".join(link_parts), "hard link target", display)
+        dir_fd = self._dir_fd(parts[:-1], display, create=True)
+        name = parts[-1]
+        existing_dir = self._clear(name, dir_fd, display, keep_dir=member.is_dir)
+        if member.is_dir:
+            if not existing_dir:
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
+                self._own(name, dir_fd, None)
+            self.dir_modes[parts] = mode
+        elif member.is_regular:
+            self._write_file(name, dir_fd, mode, member, reader)
+        elif member.type == tf.SYMTYPE:
+            os.symlink(member.linkname, name, dir_fd=dir_fd)
+            self._own(name, dir_fd, None, link=True)
+        elif member.type == tf.LNKTYPE:
+            self._hard_link(name, dir_fd, link_parts, display)
+        elif member.type == tf.FIFOTYPE:
+            os.mkfifo(name, 0o600, dir_fd=dir_fd)
+            self._own(name, dir_fd, mode)
+        else:  # pragma: no cover (TarReader admits no other types)
+            raise self._fail(display, f"unsupported member type {member.kind}")
 
     def _write_file(
         self, name: str, dir_fd: int, mode: int, member: Member, reader: TarReader
@@ -253,7 +321,9 @@ class _Unpacker:
             os.close(fd)
 
     def _hard_link(self, name: str, dir_fd: int, target: tuple[str, ...], display: str) -> None:
-        with self._parent(target, display, create=False) as target_dir:
+        dir_fd = os.dup(dir_fd)  # the target's walk may close the borrowed one
+        try:
+            target_dir = self._dir_fd(target[:-1], display, create=False)
             try:
                 info = os.stat(target[-1], dir_fd=target_dir, follow_symlinks=False)
             except FileNotFoundError:
@@ -271,6 +341,8 @@ class _Unpacker:
                 dst_dir_fd=dir_fd,
                 follow_symlinks=False,
             )
+        finally:
+            os.close(dir_fd)
 
     def finish(self) -> None:
         """Check the bundle's shape, then apply directory modes deepest first."""
@@ -286,9 +358,11 @@ class _Unpacker:
             raise BundleError(f"container bundle: no {ROOTFS_NAME}/ directory") from None
         if not stat.S_ISDIR(rootfs.st_mode):
             raise BundleError(f"container bundle: {ROOTFS_NAME} is not a directory")
-        for parts in sorted(self.dir_modes, key=len, reverse=True):
-            with self._parent(parts, "/".join(parts), create=False) as dir_fd:
-                os.chmod(parts[-1], self.dir_modes[parts], dir_fd=dir_fd)
+        # Every directory after all below it (a path sorts after its ancestors;
+        # NUL, in no name, keeps a directory's subtree together).
+        for parts in sorted(self.dir_modes, key="\0".join, reverse=True):
+            dir_fd = self._dir_fd(parts[:-1], "/".join(parts), create=False)
+            os.chmod(parts[-1], self.dir_modes[parts], dir_fd=dir_fd)
         if self.chown:
             os.fchown(self.root_fd, self.uid, self.gid)
         os.fchmod(self.root_fd, _IMPLICIT_DIR_MODE)
@@ -404,7 +478,10 @@ def unpack_bundle(
                     raise BundleError(
                         f"container bundle: member {member.name!r}: {exc.strerror}"
                     ) from None
-            unpacker.finish()
+            try:
+                unpacker.finish()
+            except OSError as exc:
+                raise BundleError(f"container bundle: {exc.strerror}") from None
         except TarFormatError as exc:
             raise BundleError(f"container bundle: {exc}") from None
         finally:
