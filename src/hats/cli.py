@@ -15,6 +15,7 @@ import click
 
 from hats import __version__
 from hats.errors import HatsError
+from hats.textsafe import printable
 
 #: The command groups, loaded only when named: ``hats --help`` and ``hats X
 #: --help`` import nothing but click and the one group asked for. name →
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = cli.main(args=argv, prog_name="hats", standalone_mode=False)
     except HatsError as exc:
-        click.echo(f"hats: error: {exc}", err=True)
+        click.echo(f"hats: error: {printable(str(exc))}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("hats: aborted", err=True)

@@ -34,6 +34,7 @@ from hats.image.tarstream import TarReader
 from hats.image.tree import EffectiveTree, Entry, normalize
 from hats.image.units import SHARE_TYPES
 from hats.image.xzparallel import RECOMMENDED_BLOCK_SIZE, check_block_size, parse_size
+from hats.textsafe import printable
 
 PathArg = click.Path(path_type=Path)
 ExistingFile = click.Path(path_type=Path, exists=False, dir_okay=False)
@@ -316,8 +317,10 @@ def inspect_command(image: Path, paths: tuple[str, ...], as_json: bool) -> None:
         link = f" -> {entry.linkname}" if entry.linkname else ""
         over = f"  (overrides {', '.join(entry.overrides)})" if entry.overrides else ""
         click.echo(
-            f"{_mode_string(entry)} {entry.uid}/{entry.gid} {entry.size:>10} "
-            f"/{entry.path}{link}  {entry.layer}{over}"
+            printable(
+                f"{_mode_string(entry)} {entry.uid}/{entry.gid} {entry.size:>10} "
+                f"/{entry.path}{link}  {entry.layer}{over}"
+            )
         )
 
 
@@ -369,7 +372,7 @@ def diff_command(first: Path, second: Path, as_json: bool) -> None:
         for change in changes:
             detail = f" ({', '.join(change['fields'])})" if "fields" in change else ""  # type: ignore[arg-type]
             marks = {"added": "+", "removed": "-", "changed": "~"}
-            click.echo(f"{marks[str(change['change'])]} {change['path']}{detail}")
+            click.echo(printable(f"{marks[str(change['change'])]} {change['path']}{detail}"))
         if not changes:
             click.echo("no differences")
     raise click.exceptions.Exit(1 if changes else 0)
@@ -447,7 +450,7 @@ def lint_command(image: Path, as_json: bool, allow_test_keys: bool) -> None:
         )
     else:
         for finding in findings:
-            click.echo(str(finding))
+            click.echo(str(finding))  # escaped by Finding.__str__
         click.echo(f"{errors} error(s), {len(findings) - errors} warning(s)")
     raise click.exceptions.Exit(1 if errors else 0)
 

@@ -40,6 +40,7 @@ from hats.image.tree import EffectiveTree, Entry
 from hats.image.units import ORCHESTRATOR_UNIT, SYSLOGD_UNIT, exec_binaries, unit_directives
 from hats.keys.keyfile import check_key_file, parse_key_file
 from hats.keys.keygen import insecure_key_label
+from hats.textsafe import printable
 
 KEY_FILE = "hats/tvs_public_keys.txt"
 HATS_UNITS = (f"etc/systemd/system/{ORCHESTRATOR_UNIT}", f"etc/systemd/system/{SYSLOGD_UNIT}")
@@ -64,7 +65,8 @@ class Finding:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.severity}: {self.path}: {self.message} [{self.code}]"
+        """One line; the path and message escaped (:func:`hats.textsafe.printable`)."""
+        return printable(f"{self.severity}: {self.path}: {self.message} [{self.code}]")
 
     def to_json(self) -> dict[str, str]:
         return {

@@ -59,6 +59,7 @@ from hats.pb.oak.containers import interfaces_pb2, interfaces_pb2_grpc
 from hats.pb.pcit.client import launcher_pb2, launcher_pb2_grpc
 from hats.pb.pcit.tvs import tvs_pb2, tvs_pb2_grpc
 from hats.streamlimits import StreamGate, StreamLimits
+from hats.textsafe import printable as _printable
 
 CHUNK_SIZE = 3 * 1024 * 1024
 """``kMaxGrpcResponseSize``: under gRPC's default 4 MiB receive limit."""
@@ -388,20 +389,6 @@ def _failure(operation: str, call: grpc.Call) -> str:
 
 
 # --------------------------------------------------------------------------- OTLP LogsService
-
-
-def _printable(text: str) -> str:
-    """Control characters (but tab) as ``\\xNN``: one record is one line, no escapes."""
-    if text.isprintable():
-        return text
-    return "".join(
-        ch
-        if ch.isprintable() or ch == "\t"
-        else f"\\x{ord(ch):02x}"
-        if ord(ch) < 0x100
-        else f"\\u{ord(ch):04x}"
-        for ch in text
-    )
 
 
 def log_lines(request: logs_service_pb2.ExportLogsServiceRequest) -> list[str]:
