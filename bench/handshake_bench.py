@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from hats.protocol import HandshakeInitiator, respond
+from hats.protocol.handshake import HandshakeInitiator, respond
 from hats.protocol.p256 import PrivateKey, PublicKey
 
 CURVE = ec.SECP256R1()

@@ -32,11 +32,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NoReturn, TypeVar, cast
-
-import grpc
+from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
 
 from hats.errors import HatsError
+
+if TYPE_CHECKING:  # grpc is imported where a call is refused: CLIs read the limits cheaply
+    import grpc
 
 T = TypeVar("T")
 
@@ -62,8 +63,10 @@ class StreamLimits:
             raise StreamLimitsError(f"session timeout {self.session_timeout}: must be positive")
 
 
-def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
-    context.abort(code, details)
+def _abort(context: grpc.ServicerContext, code_name: str, details: str) -> NoReturn:
+    import grpc
+
+    context.abort(grpc.StatusCode[code_name], details)
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
@@ -99,7 +102,7 @@ class StreamGate:
             )
             _abort(
                 context,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "RESOURCE_EXHAUSTED",
                 f"too many concurrent {self.name} streams (at most "
                 f"{self.limits.max_streams}); try again later",
             )
@@ -205,7 +208,7 @@ class StreamTicket:
 
     def _expired(self, reason: str) -> NoReturn:
         self._gate.warn(self._context, "ended: %s", reason)
-        _abort(self._context, grpc.StatusCode.DEADLINE_EXCEEDED, f"{self._gate.name}: {reason}")
+        _abort(self._context, "DEADLINE_EXCEEDED", f"{self._gate.name}: {reason}")
 
 
 def server_options(max_receive_message_length: int) -> list[tuple[str, int]]:

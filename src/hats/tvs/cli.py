@@ -34,12 +34,6 @@ from types import FrameType
 
 import click
 
-from hats.attestation.amd.certs import load_amd_roots
-from hats.attestation.policy import (
-    load_policies,
-    open_cmdline_warnings,
-    verify_policy_signatures,
-)
 from hats.errors import HatsError
 from hats.streamlimits import StreamLimits
 from hats.tvs.keys import (
@@ -50,8 +44,7 @@ from hats.tvs.keys import (
     decode_hex,
     load_secrets_file,
 )
-from hats.tvs.server import DEFAULT_LIMITS, serve_bound
-from hats.tvs.session import PolicyChecker, TvsConfig
+from hats.tvs.limits import DEFAULT_LIMITS
 from hats.tvs.split import SCHEMES, split_secret
 
 
@@ -235,6 +228,16 @@ def serve_command(
     enable_dynamic_policy_fetching: bool,
 ) -> None:
     """Serve pcit.tvs.TeeVerificationService/VerifyReport until interrupted."""
+    # The verifier and grpc are imported here, not at the top: `--help` stays fast.
+    from hats.attestation.amd.certs import load_amd_roots
+    from hats.attestation.policy import (
+        load_policies,
+        open_cmdline_warnings,
+        verify_policy_signatures,
+    )
+    from hats.tvs.server import serve_bound
+    from hats.tvs.session import PolicyChecker, TvsConfig
+
     if (port is None) == (listen is None):
         raise HatsError("give exactly one of --port and --listen")
     if enable_dynamic_policy_fetching:

@@ -36,6 +36,7 @@ from hats.errors import HatsError
 from hats.pb.pcit.tvs import tvs_pb2, tvs_pb2_grpc
 from hats.streamlimits import StreamGate, StreamLimits, server_options
 from hats.transport import Address, parse_address
+from hats.tvs.limits import DEFAULT_LIMITS, MAX_MESSAGE_BYTES, SPARE_WORKERS
 from hats.tvs.session import RequestHandler, TvsRequestError
 
 LOG = logging.getLogger("hats.tvs")
@@ -44,13 +45,6 @@ ERROR_PREFIX = "Invalid or malformed command. "
 """Prefix of the ``INVALID_ARGUMENT`` details of a rejected request."""
 
 HandlerFactory = Callable[[], RequestHandler]
-
-DEFAULT_LIMITS = StreamLimits(max_streams=128, message_timeout=10.0, session_timeout=30.0)
-"""The stream cap and deadlines of ``VerifyReport`` (see the module docstring)."""
-SPARE_WORKERS = 4
-"""Worker threads beyond the stream cap: there is always one to refuse a stream."""
-MAX_MESSAGE_BYTES = 1 << 20
-"""The largest request message the TVS receives."""
 
 
 class ServeError(HatsError):
