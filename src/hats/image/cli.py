@@ -11,20 +11,12 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.progress import (
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
 
 from hats.errors import HatsError
 from hats.image.blockcache import DEFAULT_MAX_SIZE
-from hats.image.build import BuildOptions, LayerSpec, build_image
 from hats.image.compose import read_tree
 from hats.image.compress import open_decompressed
 from hats.image.lint import Finding, lint
@@ -35,6 +27,9 @@ from hats.image.tree import EffectiveTree, Entry, normalize
 from hats.image.units import SHARE_TYPES
 from hats.image.xzparallel import RECOMMENDED_BLOCK_SIZE, check_block_size, parse_size
 from hats.textsafe import printable
+
+if TYPE_CHECKING:  # imported where used: `hats image --help` does not load the builder or rich
+    from hats.image.build import BuildOptions, LayerSpec
 
 PathArg = click.Path(path_type=Path)
 ExistingFile = click.Path(path_type=Path, exists=False, dir_okay=False)
@@ -51,6 +46,8 @@ def _emit_json(document: object) -> None:
 
 def _parse_layer(value: str) -> LayerSpec:
     """``SOURCE[:DEST[:MODE]]`` (DEST defaults to ``/``)."""
+    from hats.image.build import LayerSpec
+
     parts = value.split(":")
     mode: int | None = None
     if len(parts) >= 3 and parts[-1].isdigit():
@@ -151,6 +148,8 @@ def build_command(
     the reference's, as reproducible), reusing unchanged blocks of earlier
     builds from a block cache.
     """
+    from hats.image.build import BuildOptions, build_image
+
     if spec is not None:
         exclusive = {
             "--base": base,
@@ -210,6 +209,15 @@ def build_command(
     if quiet or not sys.stderr.isatty():
         result = build_image(build, progress=report)
     else:
+        from rich.console import Console
+        from rich.progress import (
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
         with Progress(
             TextColumn("hats: composing and compressing"),
             DownloadColumn(),
