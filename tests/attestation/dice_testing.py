@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hats.attestation import cose, dice
+from hats.attestation import cose, dice, simulate
 from hats.pb.oak.attestation.v1 import dice_pb2, evidence_pb2
 from hats.protocol import p256
 
@@ -35,8 +35,7 @@ def x25519_public(seed: int) -> bytes:
 
 def root_dice_data(root: ec.EllipticCurvePrivateKey) -> dice_pb2.DiceData:
     data = dice_pb2.DiceData()
-    data.evidence.root_layer.platform = evidence_pb2.TEE_PLATFORM_NONE
-    data.evidence.root_layer.eca_public_key = cose.p256_cose_key(root.public_key()).encode()
+    data.evidence.root_layer.CopyFrom(simulate.insecure_root_layer(root.public_key()))
     data.certificate_authority.eca_private_key = dice.private_key_bytes(root)
     return data
 

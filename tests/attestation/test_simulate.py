@@ -22,7 +22,10 @@ def test_simulated_dice_data_shape() -> None:
     data = simulate.simulate_stage1(IMAGE_SHA256, generate_key=key_sequence(1))
     root = data.evidence.root_layer
     assert root.platform == evidence_pb2.TEE_PLATFORM_NONE == 3
-    assert root.remote_attestation_report == b""
+    # F1: stage0's fake report, all zero but report_data = SHA-256 of the root COSE_Key.
+    expected = bytearray(1184)
+    expected[0x50:0x70] = hashlib.sha256(root.eca_public_key).digest()
+    assert root.remote_attestation_report == bytes(expected)
     assert len(root.eca_public_key) == 102
     events = [eventlog_pb2.Event.FromString(e) for e in data.evidence.event_log.encoded_events]
     assert [(e.tag, e.event.type_url) for e in events] == [

@@ -4,16 +4,20 @@ It produces the ``DiceData`` stage1 would leave in ``/oak/dice``, so our
 orchestrator can run (and a test TVS can check its evidence) anywhere. Nothing
 is measured by hardware and the root key is an ordinary software key: such
 evidence proves nothing and a production TVS must reject it (its root layer
-says ``platform = TEE_PLATFORM_NONE`` and carries no report).
+says ``platform = TEE_PLATFORM_NONE``).
 
-Rules:
+Rules (the shape real Oak stage0 gives without SEV-SNP, upstream-facts F1 and
+F11, field for field):
 
-* root layer: ``platform = TEE_PLATFORM_NONE`` (3), no
-  ``remote_attestation_report``, ``eca_public_key`` = the DICE COSE_Key of a
-  fresh (or injected) root P-256 key;
+* root layer: ``platform = TEE_PLATFORM_NONE`` (3), ``eca_public_key`` = the
+  DICE COSE_Key of a fresh (or injected) root P-256 key, and
+  ``remote_attestation_report`` = the 1184-byte fake SEV-SNP report, all zero
+  but ``report_data[0:32]`` = SHA-256 of those ``eca_public_key`` bytes
+  (:func:`hats.attestation.amd.report.mock_report`);
 * kernel layer (stage0): an event tagged ``"Stage0"`` carrying
   ``Stage0Measurements`` (kernel, setup data, initrd, memory map and ACPI
-  SHA-256 digests and the kernel command line), certified by the root key;
+  SHA-256 digests and the kernel command line), certified by the root key
+  (:func:`simulate_stage0` stops here: what stage0 hands to stage1);
 * system layer (stage1): an event tagged ``"stage1"`` carrying
   ``SystemLayerData`` = SHA-256 of the system image ``.tar.xz`` bytes,
   certified by the kernel layer's key;
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from hats.attestation import cose, dice
+from hats.attestation.amd import report as amd_report
 from hats.pb.oak.attestation.v1 import dice_pb2, eventlog_pb2, evidence_pb2
 from hats.protocol import p256
 
@@ -97,15 +102,38 @@ def simulate_stage1(
     """
     if len(system_image_sha256) != dice.SHA256_LENGTH:
         raise ValueError(f"system image SHA-256: expected {dice.SHA256_LENGTH} bytes")
+    attester = dice.DiceAttester(
+        simulate_stage0(stage0, generate_key=generate_key), generate_key=generate_key
+    )
+    attester.extend(dice.system_layer_event(system_image_sha256))
+    return attester.dice_data()
+
+
+def insecure_root_layer(root_public_key: p256.PublicKey) -> evidence_pb2.RootLayerEvidence:
+    """The ``TEE_PLATFORM_NONE`` root layer of ``root_public_key``, with stage0's fake report."""
+    eca_public_key = cose.p256_cose_key(root_public_key).encode()
+    return evidence_pb2.RootLayerEvidence(
+        platform=evidence_pb2.TEE_PLATFORM_NONE,
+        remote_attestation_report=amd_report.mock_report(hashlib.sha256(eca_public_key).digest()),
+        eca_public_key=eca_public_key,
+    )
+
+
+def simulate_stage0(
+    stage0: Stage0Inputs | None = None,
+    *,
+    generate_key: dice.KeyGenerator = p256.generate_private_key,
+) -> dice_pb2.DiceData:
+    """The ``DiceData`` stage0 hands to stage1: root layer, kernel layer, the Stage0 event.
+
+    ``certificate_authority.eca_private_key`` is the kernel layer's key.
+    """
     inputs = stage0 if stage0 is not None else Stage0Inputs()
     root_key = generate_key()
-    root = evidence_pb2.RootLayerEvidence(
-        platform=evidence_pb2.TEE_PLATFORM_NONE,
-        eca_public_key=cose.p256_cose_key(root_key.public_key()).encode(),
+    start = dice_pb2.DiceData(
+        evidence=evidence_pb2.Evidence(root_layer=insecure_root_layer(root_key.public_key()))
     )
-    start = dice_pb2.DiceData(evidence=evidence_pb2.Evidence(root_layer=root))
     start.certificate_authority.eca_private_key = dice.private_key_bytes(root_key)
     attester = dice.DiceAttester(start, generate_key=generate_key)
     attester.extend(dice.stage0_event(inputs.measurements()))
-    attester.extend(dice.system_layer_event(system_image_sha256))
     return attester.dice_data()

@@ -118,7 +118,8 @@ def simulate_command(
     """Write the DiceData stage1 would leave in /oak/dice, with a software root key.
 
     INSECURE: no hardware measures anything; the root layer says
-    TEE_PLATFORM_NONE and has no report. The stage1 flags of --kernel-cmdline
+    TEE_PLATFORM_NONE and carries stage0's fake (all-zero, unsigned) report
+    binding the root key. The stage1 flags of --kernel-cmdline
     are checked as our guest stage1 does: none twice, --init only /sbin/init
     (unless --allow-other-init).
     """

@@ -11,9 +11,15 @@ The rules, in the order they are checked:
    (``tee_certificate``) and the AMD roots (:func:`hats.attestation.amd.verify.verify_report`,
    which also checks the VCEK's validity at ``now``); ``report_data[0:32]`` must
    equal SHA-256 of the root ``eca_public_key`` bytes (a serialized COSE_Key);
-   the report's debug bit must be off. ``TEE_PLATFORM_NONE`` is accepted only
-   with ``allow_insecure`` (no hardware root at all). Any other platform is
-   rejected.
+   the report's VMPL must be 0 ("attestation report was not generated from
+   VMPL 0", upstream-facts F3), checked before its debug bit, which must be off.
+   ``TEE_PLATFORM_NONE`` (F1, F2): ``remote_attestation_report`` must be the
+   1184-byte fake report real stage0 makes, valid by
+   :func:`hats.attestation.amd.report.validate_fake_report` ("invalid fake
+   attestation report: …" otherwise, missing report included), its
+   ``report_data[0:32]`` SHA-256 of the root ``eca_public_key``; then it is
+   accepted only with ``allow_insecure`` (no hardware root at all). Any other
+   platform is rejected.
 2. **DICE chain.** The root ``eca_public_key`` verifies layer 0's certificate;
    each layer certificate's subject key verifies the next one. Layer 0's issuer
    is the hex key id of the root key, and each later issuer is the previous
@@ -79,6 +85,12 @@ EXPECTED_EVENTS: tuple[tuple[str, type[Message]], ...] = (
     ("ORCHESTRATOR", eventlog_pb2.ContainerLayerData),
 )
 """The events of a HATs evidence, by index: (tag, message type)."""
+
+INVALID_FAKE_REPORT = "invalid fake attestation report"
+"""Oak's words for a ``TEE_PLATFORM_NONE`` root whose report does not parse or validate (F2)."""
+
+NOT_VMPL0 = "attestation report was not generated from VMPL 0"
+"""Oak's words for an SEV-SNP report from a VMPL other than 0 (F3)."""
 
 _SHA256_LENGTH = 32
 _UNPROTECTED_HEADER = {4: cose.UNPROTECTED_KID}
@@ -207,6 +219,16 @@ def _verify_root(
     root = evidence.root_layer
     platform = root.platform
     if platform == evidence_pb2.TeePlatform.TEE_PLATFORM_NONE:
+        try:
+            report_data = amd_report.validate_fake_report(root.remote_attestation_report)
+        except AttestationError as exc:
+            raise EvidenceFormatError(
+                f"root layer: extracting evidence: {INVALID_FAKE_REPORT}: {exc}"
+            ) from None
+        if report_data[:32] != hashlib.sha256(root.eca_public_key).digest():
+            raise EvidenceVerificationError(
+                "root layer: report_data[0:32] is not SHA-256 of the root eca_public_key"
+            )
         if not allow_insecure:
             raise EvidenceVerificationError(
                 "root layer: platform TEE_PLATFORM_NONE is insecure (no hardware root); "
@@ -232,6 +254,8 @@ def _verify_root(
         raise EvidenceVerificationError(
             "root layer: report_data[0:32] is not SHA-256 of the root eca_public_key"
         )
+    if verified.report.vmpl != 0:
+        raise EvidenceVerificationError(f"root layer: {NOT_VMPL0} (VMPL {verified.report.vmpl})")
     if verified.report.debug_allowed:
         raise EvidenceVerificationError("root layer: the AMD SEV-SNP guest policy allows debugging")
     return verified

@@ -282,3 +282,62 @@ def parse_report(data: bytes, product: str | None = None) -> SnpReport:
         product=name,
         raw=data,
     )
+
+
+# --- the insecure (fake) report of TEE_PLATFORM_NONE (upstream-facts F1, F2) ----------------
+
+REPORT_DATA_OFFSET = 0x050
+REPORT_DATA_SIZE = 64
+_POLICY_FLAG_BITS = 0x1F
+"""The guest-policy flags (bits 16–31) Oak's report crate knows: SMT, RESERVED, MIGRATE_MA,
+DEBUG, SINGLE_SOCKET (bits 16–20)."""
+_SIGNING_KEYS = (SIGNING_KEY_VCEK, SIGNING_KEY_VLEK, SIGNING_KEY_NONE)
+_SIGNATURE_ALGOS = (0, SIGNATURE_ALGO_ECDSA_P384_SHA384)
+
+
+def mock_report(report_data: bytes) -> bytes:
+    """The report stage0 makes without SEV-SNP (F1): 1184 zero bytes but ``report_data``.
+
+    ``report_data`` is at most 64 bytes, zero-padded (stage0 puts SHA-256 of the
+    ECA COSE_Key in the first 32).
+    """
+    if len(report_data) > REPORT_DATA_SIZE:
+        raise ValueError(f"report_data: at most {REPORT_DATA_SIZE} bytes")
+    data = bytearray(REPORT_SIZE)
+    data[REPORT_DATA_OFFSET : REPORT_DATA_OFFSET + len(report_data)] = report_data
+    return bytes(data)
+
+
+def validate_fake_report(data: bytes) -> bytes:
+    """Check an insecure root's report as the real verifier does (F2); return its ``report_data``.
+
+    Rules: exactly 1184 bytes; the guest policy valid (bits 32–63 zero, flags in
+    bits 16–31 only SMT, RESERVED, MIGRATE_MA, DEBUG, SINGLE_SOCKET); the u32 at
+    0x04C zero (Oak's ``_reserved_4``); SIGNING_KEY (flags bits 2–4) 0, 1 or 7;
+    SIGNATURE_ALGO 0 or 1; the signature block's reserved bytes (0x330–0x49F)
+    zero. Nothing else is read: the version, TCBs and the signature itself are
+    whatever stage0 wrote (zeros). Each failure is a :class:`ReportFormatError`
+    with the upstream reason.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ReportFormatError(f"report must be bytes, not {type(data).__name__}")
+    raw = bytes(data)
+    if len(raw) != REPORT_SIZE:
+        raise ReportFormatError(f"{len(raw)} bytes, expected {REPORT_SIZE} (0x{REPORT_SIZE:X})")
+    (policy,) = struct.unpack_from("<Q", raw, 0x008)
+    if policy >> 32:
+        raise ReportFormatError("guest policy: nonzero value in _reserved")
+    if (policy >> 16) & 0xFFFF & ~_POLICY_FLAG_BITS:
+        raise ReportFormatError("guest policy: invalid flags")
+    (signature_algo,) = struct.unpack_from("<I", raw, 0x034)
+    (key,) = struct.unpack_from("<I", raw, 0x048)
+    (reserved_4,) = struct.unpack_from("<I", raw, 0x04C)
+    if reserved_4:
+        raise ReportFormatError("nonzero value in _reserved_4")
+    if (key >> 2) & 0b111 not in _SIGNING_KEYS:
+        raise ReportFormatError("invalid signing key setting")
+    if signature_algo not in _SIGNATURE_ALGOS:
+        raise ReportFormatError("invalid signature algorithm")
+    if any(raw[0x2A0 + 144 :]):
+        raise ReportFormatError("signature: nonzero value in _reserved")
+    return raw[REPORT_DATA_OFFSET : REPORT_DATA_OFFSET + REPORT_DATA_SIZE]
