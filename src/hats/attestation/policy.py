@@ -47,6 +47,7 @@ from __future__ import annotations
 import importlib
 import re
 import string
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -120,7 +121,9 @@ def check_policy(
     for field, _ in _DIGEST_FIELDS:
         _check_hex(getattr(measurement, field), _SHA256_HEX, f"{where}: {field}")
     try:
-        re.compile(measurement.kernel_cmd_line_regex)
+        with warnings.catch_warnings():  # re's FutureWarnings are not the user's concern
+            warnings.simplefilter("ignore", FutureWarning)
+            re.compile(measurement.kernel_cmd_line_regex)
     except re.error as exc:
         raise PolicyError(f"{where}: kernel_cmd_line_regex does not compile: {exc}") from None
     except (RecursionError, OverflowError, MemoryError):
