@@ -141,7 +141,8 @@ class FakeLauncher(launcher_pb2_grpc.LauncherServiceServicer, interfaces_pb2_grp
             except TvsRequestError as exc:
                 context.abort(
                     grpc.StatusCode.UNKNOWN,
-                    f"Failed to read from stream. Invalid or malformed command. {exc.message}",
+                    "Failed to read from stream. Invalid or malformed command. UNKNOWN: "
+                    + exc.message,
                 )
             yield tvs_pb2.OpaqueMessage(binary_message=reply)
 

@@ -66,11 +66,14 @@ def test_tvs_key_not_matching_the_message_is_an_invalid_handshake() -> None:
     assert rejected(config().new_handler(), request).message == "Invalid handshake."
 
 
-def test_unregistered_client_key() -> None:
+def test_f8_unregistered_client_key_text_names_no_key() -> None:
     client = Client(client_key=OTHER_CLIENT)
     error = rejected(config().new_handler(), client.init_request())
-    assert error.message.startswith("Unauthenticated, provided public key is not registered: ")
-    assert public(OTHER_CLIENT).hex() in error.message
+    assert error.message == (
+        "Unauthenticated, provided public key is not registered: Failed to lookup user:"
+        " UNAUTHENTICATED: unregistered or expired public key."
+    )
+    assert public(OTHER_CLIENT).hex() not in error.message + error.detail
 
 
 def test_corrupted_handshake_message() -> None:

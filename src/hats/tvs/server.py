@@ -3,7 +3,7 @@
 A thin shell over :class:`hats.tvs.session.RequestHandler`, as the
 reference's standalone server: one handler per stream; ``while read and not
 terminated: write(handle(message))``; a rejected request ends the stream with
-``INVALID_ARGUMENT "Invalid or malformed command. <error>"``. After the
+``INVALID_ARGUMENT "Invalid or malformed command. UNKNOWN: <error>"``. After the
 verify request the next read ends the stream with OK (whatever it was).
 
 Each request's outcome is logged (logger ``hats.tvs``): accepted, or
@@ -41,8 +41,9 @@ from hats.tvs.session import RequestHandler, TvsRequestError
 
 LOG = logging.getLogger("hats.tvs")
 
-ERROR_PREFIX = "Invalid or malformed command. "
-"""Prefix of the ``INVALID_ARGUMENT`` details of a rejected request."""
+ERROR_PREFIX = "Invalid or malformed command. UNKNOWN: "
+"""Prefix of the ``INVALID_ARGUMENT`` details of a rejected request (upstream-facts F8: the
+reference's handler errors are ``absl::UnknownError``s, appended with ``Status::ToString``)."""
 
 HandlerFactory = Callable[[], RequestHandler]
 

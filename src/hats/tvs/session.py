@@ -5,8 +5,8 @@ One ``TeeVerificationService/VerifyReport`` stream gets one
 ``OpaqueMessage.binary_message`` and writes back what :meth:`RequestHandler.handle`
 returns. A failure raises :class:`TvsRequestError` whose ``message`` is the
 reference's text (the transport answers ``INVALID_ARGUMENT "Invalid or
-malformed command. <message>"``) and whose ``detail`` says more, for the
-TVS's own log. Nothing here does I/O.
+malformed command. UNKNOWN: <message>"``, upstream-facts F8) and whose
+``detail`` says more, for the TVS's own log. Nothing here does I/O.
 
 ``handle`` decodes an ``AttestReportRequest`` (``Failed to decode (serialize)
 AttestReportRequest.``; no ``request`` set: ``AttestReportRequest is
@@ -18,7 +18,9 @@ malformed``), then:
 2. ``tvs_public_key`` must be the primary TVS public key, or the secondary
    one if configured: ``Unknown public key``
 3. ``client_public_key`` must be a registered user's authentication key
-   (exact bytes): ``Unauthenticated, provided public key is not registered: …``
+   (exact bytes): ``Unauthenticated, provided public key is not registered:
+   Failed to lookup user: UNAUTHENTICATED: unregistered or expired public key.``
+   (upstream-facts F8: no key bytes; the key's length is only in ``detail``)
 4. :func:`hats.protocol.handshake.respond` with the selected key (prologue
    ``tvs_public_key || client_public_key``): ``Invalid handshake.``
 5. reply ``init_session_response{response_for_client = message 2}``.
@@ -69,7 +71,11 @@ ERR_DECODE_REQUEST = "Failed to decode (serialize) AttestReportRequest."
 ERR_MALFORMED_REQUEST = "AttestReportRequest is malformed"
 ERR_HANDSHAKE_DONE = "Handshake has already been made."
 ERR_UNKNOWN_PUBLIC_KEY = "Unknown public key"
-ERR_UNAUTHENTICATED = "Unauthenticated, provided public key is not registered: "
+ERR_UNAUTHENTICATED = (
+    "Unauthenticated, provided public key is not registered: Failed to lookup user: "
+    "UNAUTHENTICATED: unregistered or expired public key."
+)
+"""Upstream's text, exactly (upstream-facts F8): it names no key."""
 ERR_INVALID_HANDSHAKE = "Invalid handshake."
 ERR_NO_HANDSHAKE = "A successful handshake is require prior to process any request."
 ERR_DECRYPT = "Failed to decrypt request."
@@ -234,7 +240,7 @@ class RequestHandler:
         client_key = bytes(request.client_public_key)
         user_id = self._config.key_provider.user_id_for_authentication_key(client_key)
         if user_id is None:
-            raise TvsRequestError(ERR_UNAUTHENTICATED + _describe_key(client_key))
+            raise TvsRequestError(ERR_UNAUTHENTICATED, _describe_key(client_key))
         try:
             reply = handshake.respond(private_key, client_key, request.client_message)
         except HatsError as exc:
@@ -317,7 +323,7 @@ class RequestHandler:
 
 
 def _describe_key(key: bytes) -> str:
-    """A registered-key miss, named by the (public) key's hex."""
+    """A registered-key miss, for the log: the key's length only."""
     if not key:
         return "the client public key is empty"
-    return f"{key.hex()} ({len(key)} bytes)"
+    return f"a {len(key)}-byte client public key that no user has"
