@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import click
 import grpc
 
+from hats.cliopts import stream_limit_options
 from hats.errors import HatsError
 from hats.fsio import write_bytes_atomic
 from hats.launcher.config import (
@@ -132,30 +133,6 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     help="HOST:PORT (port 0 = any), unix:PATH or vsock://CID:PORT (explicit port) "
     "[default: a unix socket in a new private directory].",
 )
-@click.option(
-    "--max-streams",
-    "max_streams",
-    type=click.IntRange(min=1),
-    default=PROXY_LIMITS.max_streams,
-    show_default=True,
-    help="Concurrent VerifyReport streams; more are refused (RESOURCE_EXHAUSTED).",
-)
-@click.option(
-    "--message-timeout",
-    "message_timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=PROXY_LIMITS.message_timeout,
-    show_default=True,
-    help="Seconds a VerifyReport stream may wait for the guest's next message.",
-)
-@click.option(
-    "--session-timeout",
-    "session_timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=PROXY_LIMITS.session_timeout,
-    show_default=True,
-    help="Seconds a whole VerifyReport stream may last (the TVS call included).",
-)
 @click.option("--system-image", "system_image", type=_FILE, help="The system image (.tar.xz).")
 @click.option(
     "--system-bundle",
@@ -206,6 +183,9 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 @click.option(
     "--vm-memory-kb", type=click.IntRange(min=262144), help="With --vmm qemu: RAM [default: 2 GiB]."
 )
+@stream_limit_options(
+    PROXY_LIMITS, what="VerifyReport stream", session_help=" (the TVS call included)"
+)
 def serve_command(
     launcher_config_path: Path | None,
     tvs_addresses: str,
@@ -215,9 +195,7 @@ def serve_command(
     tls_root_certs: Path | None,
     tvs_access_token: str,
     listen: str | None,
-    max_streams: int,
-    message_timeout: float,
-    session_timeout: float,
+    limits: StreamLimits,
     system_image: Path | None,
     system_bundle: Path | None,
     bundle: Path | None,
@@ -255,9 +233,6 @@ def serve_command(
             raise LauncherFlagError(f"{tls_root_certs}: cannot read: {exc.strerror}") from None
     credentials = tvs_channel_credentials(use_tls, root_certificates, tvs_access_token or None)
     addresses = split_tvs_addresses(tvs_addresses)
-    limits = StreamLimits(
-        max_streams=max_streams, message_timeout=message_timeout, session_timeout=session_timeout
-    )
     if listen is not None:
         _warn_if_shared(listen)
 

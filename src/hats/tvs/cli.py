@@ -34,6 +34,7 @@ from types import FrameType
 
 import click
 
+from hats.cliopts import stream_limit_options
 from hats.errors import HatsError
 from hats.streamlimits import StreamLimits
 from hats.tvs.keys import (
@@ -182,30 +183,7 @@ def tvs_group() -> None:
 )
 @click.option("--amd-certs-dir", "amd_certs_dir", metavar="DIR", help="AMD ARK/ASK PEM files.")
 @click.option("--now", "now", metavar="ISO8601", help="Validity time for certificates (testing).")
-@click.option(
-    "--max-streams",
-    "max_streams",
-    type=click.IntRange(min=1),
-    default=DEFAULT_LIMITS.max_streams,
-    show_default=True,
-    help="Concurrent VerifyReport streams; more are refused (RESOURCE_EXHAUSTED).",
-)
-@click.option(
-    "--message-timeout",
-    "message_timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_LIMITS.message_timeout,
-    show_default=True,
-    help="Seconds a stream may wait for its next message (then DEADLINE_EXCEEDED).",
-)
-@click.option(
-    "--session-timeout",
-    "session_timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_LIMITS.session_timeout,
-    show_default=True,
-    help="Seconds a whole stream may last (then DEADLINE_EXCEEDED).",
-)
+@stream_limit_options(DEFAULT_LIMITS, what="VerifyReport stream")
 def serve_command(
     port: int | None,
     listen: str | None,
@@ -220,9 +198,7 @@ def serve_command(
     share_index: int | None,
     amd_certs_dir: str | None,
     now: str | None,
-    max_streams: int,
-    message_timeout: float,
-    session_timeout: float,
+    limits: StreamLimits,
     accept_insecure_policies: bool,
     enable_policy_signature: bool,
     enable_dynamic_policy_fetching: bool,
@@ -274,9 +250,6 @@ def serve_command(
     )
     address = listen if listen is not None else f"[::]:{port}"
     _setup_logging()
-    limits = StreamLimits(
-        max_streams=max_streams, message_timeout=message_timeout, session_timeout=session_timeout
-    )
     server, bound = serve_bound(address, config.new_handler, limits=limits)
     log = logging.getLogger("hats.tvs")
     log.info(

@@ -1,0 +1,72 @@
+"""Click options that several commands share, defined once.
+
+:func:`stream_limit_options` adds ``--max-streams``, ``--message-timeout`` and
+``--session-timeout`` to a server command (the TVS, the launcher) and hands
+the command one :class:`~hats.streamlimits.StreamLimits` as ``limits``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from hats.streamlimits import StreamLimits
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def stream_limit_options(
+    defaults: StreamLimits, *, what: str = "stream", session_help: str = ""
+) -> Callable[[F], F]:
+    """The three stream-limit options, with ``defaults``; the command gets ``limits=``.
+
+    Put it closest to the function (below the other ``click.option``s).
+    """
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(
+            *args: Any, max_streams: int, message_timeout: float, session_timeout: float, **kw: Any
+        ) -> Any:
+            limits = StreamLimits(
+                max_streams=max_streams,
+                message_timeout=message_timeout,
+                session_timeout=session_timeout,
+            )
+            return command(*args, limits=limits, **kw)
+
+        options = [
+            click.option(
+                "--max-streams",
+                "max_streams",
+                type=click.IntRange(min=1),
+                default=defaults.max_streams,
+                show_default=True,
+                help=f"Concurrent {what}s; more are refused (RESOURCE_EXHAUSTED).",
+            ),
+            click.option(
+                "--message-timeout",
+                "message_timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                default=defaults.message_timeout,
+                show_default=True,
+                help=f"Seconds a {what} may wait for its next message (then DEADLINE_EXCEEDED).",
+            ),
+            click.option(
+                "--session-timeout",
+                "session_timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                default=defaults.session_timeout,
+                show_default=True,
+                help=f"Seconds a whole {what} may last{session_help} (then DEADLINE_EXCEEDED).",
+            ),
+        ]
+        decorated: Callable[..., Any] = wrapper
+        for option in reversed(options):
+            decorated = option(decorated)
+        return decorated  # type: ignore[return-value]
+
+    return decorate
