@@ -43,6 +43,11 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
         "evidence_group",
         "Inspect and verify attestation evidence (oak.attestation.v1.Evidence).",
     ),
+    "measure": (
+        "hats.attestation.measure_cli",
+        "measure_group",
+        "Compute policy reference values from build artifacts (stage0, kernel, initrd).",
+    ),
     "policy": (
         "hats.attestation.cli",
         "policy_group",
