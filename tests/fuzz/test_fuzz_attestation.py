@@ -27,8 +27,8 @@ import hashlib
 from datetime import UTC, datetime
 
 import cbor2
-from fuzz_support import check_hostile
-from hypothesis import HealthCheck, given, settings
+from fuzz_support import check_hostile, fuzz, mutations
+from hypothesis import given
 from hypothesis import strategies as st
 
 import shared_data
@@ -57,35 +57,6 @@ CERTIFICATES = [layer.eca_certificate for layer in _V1.layers] + [
 ROOT_KEY = _V1.root_layer.eca_public_key
 REPORT = _V1.root_layer.remote_attestation_report
 DICE_DATA = dice.encode_dice_data(simulate.simulate_stage1(hashlib.sha256(b"image").digest()))
-
-
-def fuzz(examples: int) -> settings:
-    return settings(
-        max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-    )
-
-
-def mutations(seed: bytes, max_edits: int = 4) -> st.SearchStrategy[bytes]:
-    """``seed`` with a few bytes flipped, inserted, deleted, or cut short."""
-
-    def apply(edits: list[tuple[int, int, int]]) -> bytes:
-        data = bytearray(seed)
-        for kind, position, value in edits:
-            if not data:
-                break
-            at = position % len(data)
-            if kind == 0:
-                data[at] ^= value or 1
-            elif kind == 1:
-                data.insert(at, value)
-            elif kind == 2:
-                del data[at]
-            else:
-                del data[at:]
-        return bytes(data)
-
-    edit = st.tuples(st.integers(0, 3), st.integers(0, 1 << 20), st.integers(0, 255))
-    return st.lists(edit, min_size=1, max_size=max_edits).map(apply)
 
 
 # --- CBOR, COSE_Sign1 certificates, COSE_Key -------------------------------------------------

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 
-from fuzz_support import check_hostile
-from hypothesis import HealthCheck, given, settings
+from fuzz_support import check_hostile, fuzz, mutations
+from hypothesis import given
 from hypothesis import strategies as st
 
 import shared_data
@@ -41,35 +41,6 @@ from hats.protocol.share_format import (
 
 KEY_FILES = [path.read_bytes() for path in sorted(shared_data.TVS_KEYS.glob("*.txt"))]
 LONG_HEX = re.compile(r"[0-9a-fA-F]{17,}")
-
-
-def fuzz(examples: int) -> settings:
-    return settings(
-        max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-    )
-
-
-def mutations(seed: bytes, max_edits: int = 4) -> st.SearchStrategy[bytes]:
-    """``seed`` with a few bytes flipped, inserted, deleted, or cut short."""
-
-    def apply(edits: list[tuple[int, int, int]]) -> bytes:
-        data = bytearray(seed)
-        for kind, position, value in edits:
-            if not data:
-                break
-            at = position % len(data)
-            if kind == 0:
-                data[at] ^= value or 1
-            elif kind == 1:
-                data.insert(at, value)
-            elif kind == 2:
-                del data[at]
-            else:
-                del data[at:]
-        return bytes(data)
-
-    edit = st.tuples(st.integers(0, 3), st.integers(0, 1 << 20), st.integers(0, 255))
-    return st.lists(edit, min_size=1, max_size=max_edits).map(apply)
 
 
 _LINES = st.sampled_from(
