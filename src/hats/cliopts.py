@@ -2,12 +2,15 @@
 
 :func:`stream_limit_options` adds ``--max-streams``, ``--message-timeout`` and
 ``--session-timeout`` to a server command (the TVS, the launcher) and hands
-the command one :class:`~hats.streamlimits.StreamLimits` as ``limits``.
+the command one :class:`~hats.streamlimits.StreamLimits` as ``limits``;
+:func:`log_to_stderr` gives a server's logger one prefixed stderr handler.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -70,3 +73,15 @@ def stream_limit_options(
         return decorated  # type: ignore[return-value]
 
     return decorate
+
+
+def log_to_stderr(name: str, prefix: str) -> logging.Logger:
+    """Logger ``name`` at INFO, each record one ``TIME PREFIX: message`` line on stderr."""
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {prefix}: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import click
 import grpc
 
-from hats.cliopts import stream_limit_options
+from hats.cliopts import log_to_stderr, stream_limit_options
 from hats.errors import HatsError
 from hats.fsio import write_bytes_atomic
 from hats.launcher.config import (
@@ -233,6 +233,7 @@ def serve_command(
             raise LauncherFlagError(f"{tls_root_certs}: cannot read: {exc.strerror}") from None
     credentials = tvs_channel_credentials(use_tls, root_certificates, tvs_access_token or None)
     addresses = split_tvs_addresses(tvs_addresses)
+    log_to_stderr("hats.launcher", "hats launcher")  # refused or timed-out streams
     if listen is not None:
         _warn_if_shared(listen)
 

@@ -34,7 +34,7 @@ from types import FrameType
 
 import click
 
-from hats.cliopts import stream_limit_options
+from hats.cliopts import log_to_stderr, stream_limit_options
 from hats.errors import HatsError
 from hats.streamlimits import StreamLimits
 from hats.tvs.keys import (
@@ -120,16 +120,6 @@ def _key_provider(
         if user_secret is None
         else decode_hex(user_secret, "--user_secret"),
     )
-
-
-def _setup_logging() -> None:
-    logger = logging.getLogger("hats.tvs")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s hats tvs: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 @click.group("tvs")
@@ -249,7 +239,7 @@ def serve_command(
         evidence_checker=checker,
     )
     address = listen if listen is not None else f"[::]:{port}"
-    _setup_logging()
+    log_to_stderr("hats.tvs", "hats tvs")
     server, bound = serve_bound(address, config.new_handler, limits=limits)
     log = logging.getLogger("hats.tvs")
     log.info(
