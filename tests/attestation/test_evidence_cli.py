@@ -219,7 +219,11 @@ def test_policy_made_like_v2_accepts_v2_only(tmp_path: Path, test_key: Path) -> 
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert result.output == f"{out}: 1 signed policy\n"
+    first, *values = result.output.splitlines()
+    assert first == f"{out}: 1 signed policy"
+    # Then every value with where it came from (test_policy_make_artifacts.py checks them).
+    assert len(values) == 10
+    assert all("copied from the evidence" in line for line in values[:8])
     loaded = load_policies(out.read_text(), str(out), accept_insecure=False)
     assert loaded.policies[0].description == "v2"
     assert run(evidence_group, *verify_args(V2, str(out))) == 0

@@ -36,7 +36,8 @@ import click
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from hats.attestation import cose, dice, policy, verify
+import hats
+from hats.attestation import cose, dice, measure, policy, provenance, verify
 from hats.attestation.amd import certs as amd_certs
 from hats.attestation.errors import AttestationError, EvidenceFormatError, PolicyError
 from hats.errors import HatsError
@@ -44,6 +45,7 @@ from hats.fsio import write_bytes_atomic
 from hats.keys.keygen import private_key_from_hex
 from hats.pb.oak.attestation.v1 import evidence_pb2
 from hats.pb.pcit.tvs import appraisal_policies_pb2 as policies_pb2
+from hats.textsafe import printable
 
 
 def _read(path: str | Path, what: str = "file") -> bytes:
@@ -267,6 +269,11 @@ def inspect_command(file: str, as_json: bool) -> None:
     show_default=True,
     help="Require each policy's signature to verify under the reference policy key.",
 )
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Print every policy value next to the evidence's, marking those that differ.",
+)
 def verify_command(
     file: str,
     policy_path: str,
@@ -275,6 +282,7 @@ def verify_command(
     now: str | None,
     accept_insecure: bool,
     policy_signature: bool,
+    explain: bool,
 ) -> int:
     """Verify FILE's evidence and match it against the policies; exit 0 if accepted."""
     moment = _parse_now(now)
@@ -287,6 +295,7 @@ def verify_command(
     evidence = load_evidence(file)
     vcek = None if tee_certificate is None else _read(tee_certificate, "TEE certificate")
     roots = None if amd_certs_dir is None else amd_certs.load_amd_roots(Path(amd_certs_dir))
+    verified: verify.VerifiedEvidence | None = None
     try:
         verified = verify.verify_evidence(
             evidence,
@@ -297,11 +306,43 @@ def verify_command(
         )
         index = policy.appraise(verified, policies, accept_insecure=accept_insecure)
     except AttestationError as exc:
+        if explain:
+            _print_explanation(evidence, verified, policies, accept_insecure, str(exc))
         raise type(exc)(f"{file}: rejected: {exc}") from None
+    if explain:
+        _print_explanation(evidence, verified, policies, accept_insecure, None)
     description = policies.policies[index].description
     suffix = f" ({description})" if description else ""
     click.echo(f"{file}: accepted: policy {index}{suffix}")
     return 0
+
+
+def _print_explanation(
+    evidence: evidence_pb2.Evidence,
+    verified: verify.VerifiedEvidence | None,
+    policies: policies_pb2.AppraisalPolicies,
+    accept_insecure: bool,
+    failure: str | None,
+) -> None:
+    """``--explain``: each policy's values next to the evidence's (``ok`` or ``DIFFERS``)."""
+    if verified is not None:
+        measurements = verified.measurements
+    else:
+        click.echo(f"the evidence did not verify ({failure}): its values below are NOT verified")
+        try:
+            measurements = verify.extract_measurements(evidence)
+        except AttestationError as exc:
+            click.echo(f"no values to compare: {exc}")
+            return
+    for index, item in enumerate(policies.policies):
+        rows = policy.explain_policy(measurements, item, accept_insecure=accept_insecure)
+        differ = sum(not row.ok for row in rows)
+        title = f" ({item.description})" if item.description else ""
+        click.echo(printable(f"policy {index}{title}: {differ} of {len(rows)} values differ"))
+        for row in rows:
+            mark = "ok     " if row.ok else "DIFFERS"
+            values = f"policy {row.policy_value} | evidence {row.evidence_value}"
+            click.echo(printable(f"  {mark} {row.field}: {values}"))
 
 
 # --- policies ----------------------------------------------------------------------------
@@ -341,12 +382,55 @@ def policy_group() -> None:
 )
 @click.option("--bundle-sha256", "bundle_digests", multiple=True, help="An allowed bundle SHA-256.")
 @click.option(
+    "--stage0",
+    type=click.Path(dir_okay=False),
+    help="Compute amd_sev.sha384 from this stage0 firmware (see `hats measure stage0`);"
+    " needs --vcpus and --cpu or --cpu-from.",
+)
+@click.option(
+    "--vcpus", type=click.IntRange(min=1, max=4096), help="With --stage0: the vCPU count."
+)
+@click.option(
+    "--cpu",
+    help="With --stage0: the host CPU, FAMILY:MODEL:STEPPING in hex or milan|genoa|turin"
+    " (prefer --cpu-from: see `hats measure stage0 --help`).",
+)
+@click.option(
+    "--cpu-from",
+    type=click.Path(dir_okay=False),
+    help="With --stage0: read the CPU signature from this evidence's SEV-SNP report.",
+)
+@click.option(
+    "--vmm",
+    type=click.Choice(measure.VMM_TYPES),
+    help="With --stage0: the VMM (default qemu).",
+)
+@click.option("--guest-features", help="With --stage0: SEV_FEATURES, hex (default 0x1).")
+@click.option(
+    "--kernel",
+    type=click.Path(dir_okay=False),
+    help="Compute the kernel image and setup data digests from this bzImage.",
+)
+@click.option(
+    "--initrd", type=click.Path(dir_okay=False), help="Compute the initrd digest from this file."
+)
+@click.option(
+    "--cmdline",
+    help="The kernel command line as the VMM passes it: the regex is this text anchored"
+    " (^...$), only a final --launcher-addr=vsock://CID:PORT's port free.",
+)
+@click.option(
     "--like",
     type=click.Path(dir_okay=False),
-    help="Take the root and kernel values from this evidence (not verified).",
+    help="Copy the values not computed or given otherwise from this evidence (not verified):"
+    " the ACPI and memory map digests depend on the VMM and machine and cannot be computed.",
 )
 @click.option("--amd-sha384", help="The AMD SEV-SNP launch measurement (hex).")
-@click.option("--min-tcb", help="The minimum TCB: boot_loader/tee/snp/microcode[/fmc].")
+@click.option(
+    "--min-tcb",
+    help="The minimum TCB: boot_loader/tee/snp/microcode[/fmc] (else the --like evidence's"
+    " reported TCB; never guessed).",
+)
 @click.option("--kernel-image-sha256")
 @click.option("--kernel-setup-data-sha256")
 @click.option("--init-ram-fs-sha256")
@@ -370,12 +454,27 @@ def policy_group() -> None:
     type=click.Path(dir_okay=False),
     help="Sign with this P-256 private key (a file holding 64 hex digits).",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object: the output, hats_version, every value with its provenance.",
+)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 def make_command(
     system_image: str | None,
     system_image_sha256: str | None,
     bundles: tuple[str, ...],
     bundle_digests: tuple[str, ...],
+    stage0: str | None,
+    vcpus: int | None,
+    cpu: str | None,
+    cpu_from: str | None,
+    vmm: str | None,
+    guest_features: str | None,
+    kernel: str | None,
+    initrd: str | None,
+    cmdline: str | None,
     like: str | None,
     amd_sha384: str | None,
     min_tcb: str | None,
@@ -389,62 +488,123 @@ def make_command(
     insecure: bool,
     description: str,
     sign_key: str | None,
+    as_json: bool,
     output: str,
 ) -> None:
     """Write a policy file (-o) with one policy for a system image and container bundles.
 
-    Explicit options override the values taken from --like.
+    Each value is computed from an artifact (--stage0, --kernel, --initrd,
+    --cmdline, --system-image, --bundle), given as an option, or copied from
+    the --like evidence, in that order of preference; an artifact and an
+    option for the same value is an error. The output lists every value with
+    where it came from (also as comments at the top of the file).
     """
     if (system_image is None) == (system_image_sha256 is None):
         raise click.UsageError("give exactly one of --system-image and --system-image-sha256")
     if not bundles and not bundle_digests:
         raise click.UsageError("give at least one --bundle or --bundle-sha256")
-    values: dict[str, Any] = {}
-    if like is not None:
-        measurements = verify.extract_root_and_kernel(load_evidence(like))
-        if measurements.amd_measurement is None and not insecure:
-            raise PolicyError(
-                f"{like}: the evidence is {measurements.platform}; an insecure policy needs"
-                " --insecure"
-            )
-        values = {
-            "amd_sha384": measurements.amd_measurement,
-            "min_tcb": measurements.reported_tcb,
-            "kernel_image_sha256": measurements.kernel_image_sha256,
-            "kernel_setup_data_sha256": measurements.kernel_setup_data_sha256,
-            "init_ram_fs_sha256": measurements.init_ram_fs_sha256,
-            "memory_map_sha256": measurements.memory_map_sha256,
-            "acpi_table_sha256": measurements.acpi_table_sha256,
-            "kernel_cmd_line_regex": policy.cmdline_regex_for(measurements.kernel_cmdline),
-        }
-    explicit: dict[str, Any] = {
-        "amd_sha384": amd_sha384,
-        "min_tcb": None if min_tcb is None else _parse_tcb(min_tcb),
-        "kernel_image_sha256": kernel_image_sha256,
-        "kernel_setup_data_sha256": kernel_setup_data_sha256,
-        "init_ram_fs_sha256": init_ram_fs_sha256,
-        "memory_map_sha256": memory_map_sha256,
-        "acpi_table_sha256": acpi_table_sha256,
-        "kernel_cmd_line_regex": kernel_cmdline_regex,
+    for artifact, artifact_name, option, option_name in (
+        (stage0, "--stage0", amd_sha384, "--amd-sha384"),
+        (kernel, "--kernel", kernel_image_sha256, "--kernel-image-sha256"),
+        (kernel, "--kernel", kernel_setup_data_sha256, "--kernel-setup-data-sha256"),
+        (initrd, "--initrd", init_ram_fs_sha256, "--init-ram-fs-sha256"),
+        (cmdline, "--cmdline", kernel_cmdline_regex, "--kernel-cmdline-regex"),
+    ):
+        if artifact is not None and option is not None:
+            raise click.UsageError(f"give one of {artifact_name} and {option_name}")
+    stage0_options = {
+        "--vcpus": vcpus,
+        "--cpu": cpu,
+        "--cpu-from": cpu_from,
+        "--vmm": vmm,
+        "--guest-features": guest_features,
     }
-    values.update({key: value for key, value in explicit.items() if value is not None})
-    needed = [
-        "kernel_image_sha256",
-        "kernel_setup_data_sha256",
-        "init_ram_fs_sha256",
-        "memory_map_sha256",
-        "acpi_table_sha256",
-        "kernel_cmd_line_regex",
-    ]
-    if not insecure:
-        needed = ["amd_sha384", "min_tcb", *needed]
-    missing = [name for name in needed if values.get(name) is None]
-    if missing:
-        options = ", ".join(
-            "--" + name.replace("_", "-").replace("cmd-line", "cmdline") for name in missing
+    if stage0 is None:
+        stray = [name for name, value in stage0_options.items() if value is not None]
+        if stray:
+            raise click.UsageError(f"{', '.join(stray)} need --stage0")
+    elif insecure:
+        raise click.UsageError("--stage0 measures an SEV-SNP launch: not with --insecure")
+    elif vcpus is None:
+        raise click.UsageError("--stage0 needs --vcpus")
+
+    values = provenance.ReferenceValues()
+    if like is not None:
+        _put_like(values, like, insecure=insecure)
+    if stage0 is not None and vcpus is not None:
+        _put_stage0(values, stage0, vcpus, cpu, cpu_from, vmm or "qemu", guest_features)
+    if kernel is not None:
+        digests = measure.kernel_digests(measure.read_file(kernel, "kernel"), kernel)
+        values.put(
+            "kernel_image_sha256",
+            digests.kernel_image_sha256,
+            provenance.Provenance(
+                "computed", kernel, f"SHA-256 after the {digests.setup_size} setup bytes"
+            ),
         )
-        raise click.UsageError(f"missing {options} (or --like EVIDENCE)")
-    risk = policy.cmdline_regex_risk(values["kernel_cmd_line_regex"])
+        values.put(
+            "kernel_setup_data_sha256",
+            digests.kernel_setup_data_sha256,
+            provenance.Provenance(
+                "computed",
+                kernel,
+                f"SHA-256 of the {digests.setup_size} setup bytes as QEMU patches them",
+            ),
+        )
+    if initrd is not None:
+        values.put(
+            "init_ram_fs_sha256",
+            measure.file_sha256(initrd, "initrd"),
+            provenance.Provenance("computed", initrd, "SHA-256 of the file"),
+        )
+    if cmdline is not None:
+        values.put(
+            "kernel_cmd_line_regex",
+            policy.cmdline_regex_for(cmdline),
+            provenance.Provenance(
+                "computed",
+                "--cmdline",
+                f"the command line {provenance.quoted(cmdline)} anchored, only the launcher"
+                f" port free ({policy.PORT_REGEX})",
+            ),
+        )
+    for name, option, given in (
+        ("amd_sev.sha384", "--amd-sha384", amd_sha384),
+        ("kernel_image_sha256", "--kernel-image-sha256", kernel_image_sha256),
+        ("kernel_setup_data_sha256", "--kernel-setup-data-sha256", kernel_setup_data_sha256),
+        ("init_ram_fs_sha256", "--init-ram-fs-sha256", init_ram_fs_sha256),
+        ("memory_map_sha256", "--memory-map-sha256", memory_map_sha256),
+        ("acpi_table_sha256", "--acpi-table-sha256", acpi_table_sha256),
+        ("kernel_cmd_line_regex", "--kernel-cmdline-regex", kernel_cmdline_regex),
+    ):
+        if given is not None:
+            values.put(name, given, provenance.Provenance("option", option))
+    if min_tcb is not None:
+        values.put(
+            "amd_sev.min_tcb_version",
+            _parse_tcb(min_tcb),
+            provenance.Provenance("option", "--min-tcb"),
+        )
+    if insecure:
+        values.values.pop("amd_sev.sha384", None)
+        values.values.pop("amd_sev.min_tcb_version", None)
+    needed = {
+        "amd_sev.sha384": "--stage0 or --amd-sha384",
+        "amd_sev.min_tcb_version": "--min-tcb",
+        "kernel_image_sha256": "--kernel or --kernel-image-sha256",
+        "kernel_setup_data_sha256": "--kernel or --kernel-setup-data-sha256",
+        "init_ram_fs_sha256": "--initrd or --init-ram-fs-sha256",
+        "memory_map_sha256": "--memory-map-sha256",
+        "acpi_table_sha256": "--acpi-table-sha256",
+        "kernel_cmd_line_regex": "--cmdline or --kernel-cmdline-regex",
+    }
+    if insecure:
+        del needed["amd_sev.sha384"], needed["amd_sev.min_tcb_version"]
+    missing = [options for name, options in needed.items() if not values.has(name)]
+    if missing:
+        raise click.UsageError(f"missing {'; '.join(missing)} (or --like EVIDENCE)")
+    regex = values.get("kernel_cmd_line_regex")
+    risk = policy.cmdline_regex_risk(regex)
     if risk is not None:
         if not allow_open_cmdline_regex:
             raise PolicyError(
@@ -452,27 +612,140 @@ def make_command(
                 " --allow-open-cmdline-regex"
             )
         click.echo(f"hats: warning: kernel_cmd_line_regex is open-ended: {risk}", err=True)
-    image_digest = system_image_sha256 or _file_sha256(str(system_image))
-    containers = [*(_file_sha256(path) for path in bundles), *bundle_digests]
+    if system_image is not None:
+        values.put(
+            "system_image_sha256",
+            _file_sha256(system_image),
+            provenance.Provenance("computed", system_image, "SHA-256 of the file"),
+        )
+    else:
+        values.put(
+            "system_image_sha256",
+            system_image_sha256,
+            provenance.Provenance("option", "--system-image-sha256"),
+        )
+    containers = [
+        *(
+            (_file_sha256(path), provenance.Provenance("computed", path, "SHA-256 of the file"))
+            for path in bundles
+        ),
+        *(
+            (digest, provenance.Provenance("option", "--bundle-sha256"))
+            for digest in bundle_digests
+        ),
+    ]
+    for index, (digest, origin) in enumerate(containers):
+        values.put(f"container_binary_sha256[{index}]", digest, origin)
     made = policy.make_policy(
-        system_image_sha256=image_digest,
-        container_sha256=containers,
+        system_image_sha256=values.get("system_image_sha256"),
+        container_sha256=[digest for digest, _ in containers],
         insecure=insecure,
         description=description,
-        kernel_image_sha256=values["kernel_image_sha256"],
-        kernel_setup_data_sha256=values["kernel_setup_data_sha256"],
-        init_ram_fs_sha256=values["init_ram_fs_sha256"],
-        memory_map_sha256=values["memory_map_sha256"],
-        acpi_table_sha256=values["acpi_table_sha256"],
-        kernel_cmd_line_regex=values["kernel_cmd_line_regex"],
-        amd_sha384=None if insecure else values["amd_sha384"],
-        min_tcb=None if insecure else values["min_tcb"],
+        kernel_image_sha256=values.get("kernel_image_sha256"),
+        kernel_setup_data_sha256=values.get("kernel_setup_data_sha256"),
+        init_ram_fs_sha256=values.get("init_ram_fs_sha256"),
+        memory_map_sha256=values.get("memory_map_sha256"),
+        acpi_table_sha256=values.get("acpi_table_sha256"),
+        kernel_cmd_line_regex=regex,
+        amd_sha384=None if insecure else values.get("amd_sev.sha384"),
+        min_tcb=None if insecure else values.get("amd_sev.min_tcb_version"),
     )
     if sign_key is not None:
         key_text = _read(sign_key, "signing key").decode("ascii", errors="replace")
         policy.sign_policy(made, private_key_from_hex(key_text))
     policies = policies_pb2.AppraisalPolicies()
     policies.policies.append(made)
-    write_bytes_atomic(Path(output), policy.format_policies(policies).encode("utf-8"))
+    warnings = values.warnings()
+    for warning in warnings:
+        click.echo(f"hats: warning: {warning}", err=True)
+    header = values.comments(
+        f"Made by hats {hats.__version__} (hats policy make). Where each value came from"
+        " (informative: not covered by the signature):"
+    )
+    text = header + policy.format_policies(policies)
+    write_bytes_atomic(Path(output), text.encode("utf-8"))
     signed = "signed" if sign_key is not None else "unsigned"
+    if as_json:
+        document = {
+            "hats_version": hats.__version__,
+            "output": output,
+            "policies": 1,
+            "signed": sign_key is not None,
+            "insecure": insecure,
+            "values": values.as_json(),
+            "warnings": warnings,
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
     click.echo(f"{output}: 1 {signed} policy")
+    for line in values.lines():
+        click.echo(f"  {line}")
+
+
+def _put_like(values: provenance.ReferenceValues, like: str, *, insecure: bool) -> None:
+    """The --like evidence's root and kernel values, as copied values (not verified)."""
+    measurements = verify.extract_root_and_kernel(load_evidence(like))
+    if measurements.amd_measurement is None and not insecure:
+        raise PolicyError(
+            f"{like}: the evidence is {measurements.platform}; an insecure policy needs --insecure"
+        )
+
+    def copied(how: str) -> provenance.Provenance:
+        return provenance.Provenance("evidence", like, how)
+
+    if measurements.amd_measurement is not None:
+        values.put(
+            "amd_sev.sha384",
+            measurements.amd_measurement,
+            copied("the SEV-SNP report's MEASUREMENT"),
+        )
+    if measurements.reported_tcb is not None:
+        values.put(
+            "amd_sev.min_tcb_version",
+            measurements.reported_tcb,
+            copied("the SEV-SNP report's REPORTED_TCB"),
+        )
+    stage0_event = "its Stage0 event (event 0)"
+    for name in (
+        "kernel_image_sha256",
+        "kernel_setup_data_sha256",
+        "init_ram_fs_sha256",
+        "memory_map_sha256",
+        "acpi_table_sha256",
+    ):
+        values.put(name, getattr(measurements, name), copied(stage0_event))
+    values.put(
+        "kernel_cmd_line_regex",
+        policy.cmdline_regex_for(measurements.kernel_cmdline),
+        copied(
+            "its Stage0 event's kernel command line, anchored, only the launcher port free"
+            f" ({policy.PORT_REGEX})"
+        ),
+    )
+
+
+def _put_stage0(
+    values: provenance.ReferenceValues,
+    stage0: str,
+    vcpus: int,
+    cpu: str | None,
+    cpu_from: str | None,
+    vmm: str,
+    guest_features: str | None,
+) -> None:
+    """``amd_sev.sha384`` computed from the stage0 binary (see ``hats measure stage0``)."""
+    from hats.attestation.measure_cli import parse_guest_features, resolve_cpu
+
+    signature, cpu_source = resolve_cpu(cpu, cpu_from)
+    if vmm == "qemu" and signature is None:
+        raise click.UsageError("--stage0 needs --cpu or --cpu-from (the QEMU VMM measures it)")
+    features = measure.DEFAULT_GUEST_FEATURES
+    if guest_features is not None:
+        features = parse_guest_features(guest_features)
+    result = measure.snp_launch_measurement(
+        stage0, vcpus=vcpus, cpu=signature, vmm=vmm, guest_features=features
+    )
+    how = f"SEV-SNP launch digest (file SHA-256 {result.firmware_sha256}), {result.inputs()}"
+    if result.cpu is not None:
+        how += f", CPU from {cpu_source}"
+    values.put("amd_sev.sha384", result.sha384, provenance.Provenance("computed", stage0, how))

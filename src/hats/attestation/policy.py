@@ -28,7 +28,8 @@ A policy file is a text-format ``pcit.tvs.AppraisalPolicies``. The rules:
   very end of the text, as in Rust, not also before a final newline), the system
   image digest, and the container bundle digest being one of
   ``container_binary_sha256``. The container config digest is not checked.
-  Digests compare case-insensitively.
+  Digests compare case-insensitively. :func:`explain_policy` applies the same
+  rules to every value, without stopping at the first difference.
 * **Open-ended command lines** (:func:`cmdline_regex_risk`, upstream-facts F10):
   a regex that still matches when stage1 flags are added to the command line
   lets a host boot the approved image with ``--init=/bin/sh``. A regex is judged
@@ -49,6 +50,7 @@ import re
 import string
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import text_format
@@ -350,6 +352,103 @@ def appraise(
     if not reasons:
         raise PolicyMismatchError("no appraisal policy matches: there are no policies")
     raise PolicyMismatchError("no appraisal policy matches: " + "; ".join(reasons))
+
+
+@dataclass(frozen=True)
+class FieldComparison:
+    """One policy value next to the evidence's (:func:`explain_policy`)."""
+
+    field: str
+    policy_value: str
+    evidence_value: str
+    ok: bool
+
+
+def explain_policy(
+    measurements: Measurements,
+    policy: policies_pb2.AppraisalPolicy,
+    *,
+    accept_insecure: bool = False,
+) -> list[FieldComparison]:
+    """Every value of ``policy`` next to ``measurements``', in :func:`match_policy`'s order.
+
+    Unlike :func:`match_policy` it does not stop at the first difference. The
+    rules are the same: the root (an ``insecure`` policy only when accepted;
+    ``amd_sev``: the platform, the launch measurement, each TCB component
+    ``>=`` the minimum), digests equal (case-insensitive), the command line
+    matched by the regex (Rust semantics), the bundle one of the listed ones.
+    """
+    measurement = policy.measurement
+    rows: list[FieldComparison] = []
+    stage0 = measurement.stage0_measurement
+    kind = stage0.WhichOneof("type")
+    if kind == "amd_sev":
+        platform_ok = measurements.platform == PLATFORM_AMD_SEV_SNP
+        rows.append(
+            FieldComparison("platform", PLATFORM_AMD_SEV_SNP, measurements.platform, platform_ok)
+        )
+        amd = measurements.amd_measurement
+        rows.append(
+            FieldComparison(
+                "amd_sev.sha384",
+                stage0.amd_sev.sha384,
+                str(amd),
+                _same_digest(stage0.amd_sev.sha384, amd),
+            )
+        )
+        for name in ("boot_loader", "tee", "snp", "microcode", "fmc"):
+            need = getattr(stage0.amd_sev.min_tcb_version, name)
+            have = (
+                None
+                if measurements.reported_tcb is None
+                else getattr(measurements.reported_tcb, name)
+            )
+            rows.append(
+                FieldComparison(
+                    f"amd_sev.min_tcb_version.{name}",
+                    f">= {need}",
+                    str(have),
+                    have is not None and have >= need,
+                )
+            )
+    else:
+        rows.append(
+            FieldComparison(
+                "stage0_measurement",
+                kind or "none",
+                measurements.platform,
+                kind == "insecure" and accept_insecure,
+            )
+        )
+    for field, attribute in _DIGEST_FIELDS:
+        expected, actual = getattr(measurement, field), getattr(measurements, attribute)
+        rows.append(FieldComparison(field, expected, str(actual), _same_digest(expected, actual)))
+    regex = measurement.kernel_cmd_line_regex
+    try:
+        matched = cmdline_matches(regex, measurements.kernel_cmdline)
+    except (re.error, RecursionError, OverflowError, MemoryError):
+        matched = False
+    rows.append(
+        FieldComparison("kernel_cmd_line_regex", regex, repr(measurements.kernel_cmdline), matched)
+    )
+    rows.append(
+        FieldComparison(
+            "system_image_sha256",
+            measurement.system_image_sha256,
+            measurements.system_image_sha256,
+            _same_digest(measurement.system_image_sha256, measurements.system_image_sha256),
+        )
+    )
+    bundle = measurements.container_bundle_sha256
+    rows.append(
+        FieldComparison(
+            "container_binary_sha256",
+            "one of " + ", ".join(measurement.container_binary_sha256),
+            bundle,
+            any(_same_digest(d, bundle) for d in measurement.container_binary_sha256),
+        )
+    )
+    return rows
 
 
 def escape_regex(text: str) -> str:
