@@ -17,6 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stage1_support import Spec, archive, mismatches, snapshot, tree_of
 
+from hats.image.tarformat import path_bytes
+from hats.image.tarstream import TarReader
 from hats.image.tree import EffectiveTree, normalize
 from hats.stage1.errors import UnpackError
 from hats.stage1.rootpath import Root
@@ -196,9 +198,14 @@ def test_well_formed_archives_unpack_like_gnu_tar(specs: list[Spec]) -> None:
     specs = [
         s for s in specs if ".." not in s.name.split("/") and s.kind not in ("fifo", "chardev")
     ]
+    # GNU tar applies directory modes in archive order, stage1's tar-rs 0.4.44 sorted by
+    # spelling (F4): one spelling per directory, so that both orders give the same modes.
+    spelling: dict[str | None, str] = {}
     for spec in specs:
         if spec.kind == "symlink" and (spec.link.startswith("/") or ".." in spec.link):
             spec.link = "nowhere"
+        if spec.kind == "dir":
+            spec.name = spelling.setdefault(normalize(spec.name), spec.name)
     data = archive(*specs)
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs = Path(tmp, "ours"), Path(tmp, "gnu")
@@ -217,12 +224,50 @@ def test_well_formed_archives_unpack_like_gnu_tar(specs: list[Spec]) -> None:
 # -- tar-rs itself --------------------------------------------------------------
 
 
+def in_tar_rs_0_4_44_directory_order(specs: list[Spec]) -> list[Spec]:
+    """``specs`` with the directory entries, and only they, permuted into the order tar-rs
+    0.4.44 applies them: by the path bytes written in the archive, descending, stable."""
+    members = list(TarReader(io.BytesIO(archive(*specs)), "specs"))
+    assert len(members) == len(specs)
+    keyed = [(path_bytes(m), spec) for m, spec in zip(members, specs, strict=True)]
+    dirs = iter(
+        sorted((item for item in keyed if item[1].kind == "dir"), key=lambda k: k[0], reverse=True)
+    )
+    return [next(dirs)[1] if spec.kind == "dir" else spec for spec in specs]
+
+
+def test_f4_directory_order_helper_sorts_like_the_fact_sheet() -> None:
+    """F4's own examples: ``./etc/`` after ``etc/``; deeper before parents; ties stable."""
+    specs = [
+        Spec("./etc", "dir", mode=0o700),
+        Spec("f", data=b"x"),
+        Spec("etc", "dir", mode=0o755),
+        Spec("etc/a", "dir", mode=0o711),
+        Spec("etc", "dir", mode=0o750),
+    ]
+    ordered = in_tar_rs_0_4_44_directory_order(specs)
+    assert [(s.name, s.mode) for s in ordered] == [
+        ("etc/a", 0o711),
+        ("f", 0o644),
+        ("etc", 0o755),
+        ("etc", 0o750),
+        ("./etc", 0o700),
+    ]
+
+
 @SETTINGS
 @given(specs=st.lists(ANY_SPEC, min_size=1, max_size=10))
 def test_any_archive_unpacks_exactly_as_tar_rs(tarrs_oracle: Path, specs: list[Spec]) -> None:
     """Same success or failure, and the same tree (even after a failure: both stop
-    at the same entry). Debian packages tar-rs 0.4.38; 0.4.40 differs only by
-    setting symlink mtimes, which the snapshot does not compare."""
+    at the same entry).
+
+    Debian packages tar-rs 0.4.38, which applies the (deferred) directory entries
+    in archive order; stage1's 0.4.44 sorts them by path bytes, descending, stable
+    (upstream-facts F4). The oracle therefore gets the same archive with only the
+    directory entries permuted among themselves into 0.4.44's order: 0.4.38 then
+    applies them exactly as 0.4.44 would the original (non-directory entries, and
+    every other rule, are untouched). 0.4.40 differs from 0.4.38 only by setting
+    symlink mtimes, which the snapshot does not compare."""
     data = archive(*specs)
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs = Path(tmp, "ours"), Path(tmp, "tarrs")
@@ -234,6 +279,10 @@ def test_any_archive_unpacks_exactly_as_tar_rs(tarrs_oracle: Path, specs: list[S
             error: str | None = str(exc)
         else:
             error = None
-        oracle = subprocess.run([str(tarrs_oracle), str(theirs)], input=data, capture_output=True)
+        oracle = subprocess.run(
+            [str(tarrs_oracle), str(theirs)],
+            input=archive(*in_tar_rs_0_4_44_directory_order(specs)),
+            capture_output=True,
+        )
         assert (error is None) == (oracle.returncode == 0), (error, oracle.stderr)
         assert snapshot(ours, mtimes=True) == snapshot(theirs, mtimes=True)

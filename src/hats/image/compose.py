@@ -10,6 +10,7 @@ and hashed on the way.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 
@@ -63,7 +64,13 @@ def apply_member(
     chunks: Iterable[bytes] | None,
     writer: TarWriter | None,
 ) -> None:
-    """Write one member (when ``writer``) and apply it to ``tree``."""
+    """Write one member (when ``writer``) and apply it to ``tree``.
+
+    With a writer the tree sees the name as written (the writer's spelling,
+    not the input's: ``raw_name`` dropped), since stage1 sorts directories by it.
+    """
+    if writer is not None and member.raw_name is not None:
+        member = dataclasses.replace(member, raw_name=None)
     if not member.is_regular:
         if writer is not None:
             writer.add(member)

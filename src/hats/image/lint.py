@@ -25,6 +25,10 @@ Warnings (real Debian bases have them; printed, never fatal):
 
 - ``special-bits``: setuid/setgid/sticky bits, which stage1 drops
   (``mode & 0o777``; ``/tmp`` loses its sticky bit);
+- ``dir-mode-order``: a directory entry whose mode stage1 never applies
+  because another spelling of the same directory sorts after it (tar-rs
+  0.4.44 applies directory entries by name, descending: ``./etc/`` in the base
+  beats ``etc/`` in a later layer; upstream-facts F4);
 - ``device``: device nodes and FIFOs;
 - ``dockerenv``: ``/.dockerenv`` (stage1 deletes it);
 - ``unit-missing-exec``: another unit's program is missing (units whose
@@ -55,6 +59,7 @@ ERROR_CODES = (
     "key-count",
     "test-key",
 )
+WARNING_CODES = ("special-bits", "dir-mode-order", "device", "dockerenv", "unit-missing-exec")
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,8 @@ def lint(tree: EffectiveTree, *, allow_test_keys: bool = False) -> list[Finding]
                 f"{problem.message} (layer {problem.layer})",
             )
         )
+    for problem in tree.sorting_overrides:
+        out.append(Finding("warning", "dir-mode-order", problem.name, problem.message))
     out.extend(_lint_units(tree))
     out.extend(_lint_keys(tree, allow_test_keys))
     for entry in tree.sorted_entries():

@@ -173,6 +173,7 @@ def apply_pax(member: Member, pax: dict[str, str]) -> None:
         if key in _PAX_NAME_FIELDS:
             if key == "path":
                 member.name = value.rstrip("/")
+                member.raw_name = value
             elif key == "linkpath":
                 member.linkname = value
             elif key == "uname":
@@ -392,6 +393,7 @@ class TarReader:
             gname=header.gname,
             devmajor=header.devmajor,
             devminor=header.devminor,
+            raw_name=header.raw_name,
         )
         apply_pax(member, self._global_pax)
         if member.is_dir:
@@ -403,6 +405,7 @@ class TarReader:
             elif kind == tf.GNUTYPE_LONGNAME:
                 assert isinstance(value, str)
                 member.name = value
+                member.raw_name = value
                 if member.is_dir:
                     member.name = member.name.removesuffix("/")
             else:

@@ -8,8 +8,14 @@ Sans-I/O. Stage1 unpacks with the Rust ``tar`` crate's defaults, so:
 - later entries replace earlier ones at the same path (``overwrite``);
 - modes are applied as ``mode & 0o777``: setuid, setgid and sticky bits are
   lost; ownership in the archive is ignored (everything is root's);
-- directory entries are applied after all other entries, in archive order,
-  so the last directory entry for a path sets its mode;
+- directory entries are applied after all other entries, sorted by their
+  raw path bytes (the archive's spelling, :func:`hats.image.tarformat.path_bytes`)
+  in descending order, stable — tar-rs 0.4.44, the version Oak's stage1 is
+  built with (upstream-facts F4). So of the directory entries for one path,
+  the one with the smallest spelling sets the mode (``./etc/`` beats
+  ``etc/`` wherever each stands), and among equal spellings the last in the
+  archive; a later entry that loses this way is recorded in
+  :attr:`EffectiveTree.sorting_overrides`;
 - a hard link is a new name for the file its target names *at that point*
   of the unpacking (so it has the target's content then).
 
@@ -96,7 +102,11 @@ class EffectiveTree:
         self.entries: dict[str, Entry] = {}
         self.unsafe_names: list[Problem] = []
         self.conflicts: list[Problem] = []
+        self.sorting_overrides: list[Problem] = []
+        """Directory entries later in the archive whose mode tar-rs 0.4.44's sorting
+        overrides with an earlier entry's (a different spelling of the same path)."""
         self.member_count = 0
+        self._dir_keys: dict[str, bytes] = {}
 
     def add(
         self,
@@ -169,6 +179,23 @@ class EffectiveTree:
                     )
                 )
                 return
+            key = tf.path_bytes(member)
+            if previous is not None and key > self._dir_keys[path]:
+                # Applied before the earlier entry by the sort: that one's mode stays.
+                previous.overrides.append(layer)
+                if entry.mode != previous.mode:
+                    self.sorting_overrides.append(
+                        Problem(
+                            member.name,
+                            layer,
+                            f"mode {entry.mode:04o} is overridden by {previous.name!r}"
+                            f" (mode {previous.mode:04o}, layer {previous.layer}): stage1's"
+                            " tar-rs 0.4.44 applies directory entries sorted by name,"
+                            f" descending, so {previous.name!r} comes last",
+                        )
+                    )
+                return
+            self._dir_keys[path] = key
         else:
             previous = self.entries.get(path)
             if previous is not None and previous.kind == "dir":

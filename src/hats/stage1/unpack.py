@@ -1,19 +1,24 @@
 """Unpack a system image exactly as Oak stage1 does.
 
 Stage1 chroots into the fresh root and feeds the decompressed image to
-``tar::Archive::new(..).unpack("/")`` with the defaults of tar-rs 0.4.40
-(spec system-image §3.4). :func:`unpack_image` applies the same rules to
-``dest`` as if it were ``/`` after a chroot: paths, including symlink targets
-in the image, are resolved inside ``dest`` (:mod:`hats.stage1.rootpath`), so
-nothing is ever written outside it and an absolute symlink means what it will
-mean after the switch to the new root.
+``tar::Archive::new(..).unpack("/")`` with the defaults of tar-rs 0.4.44, the
+version Oak's Bazel build resolves (spec system-image §3.4, upstream-facts F4).
+:func:`unpack_image` applies the same rules to ``dest`` as if it were ``/`` after
+a chroot: paths, including symlink targets in the image, are resolved inside
+``dest`` (:mod:`hats.stage1.rootpath`), so nothing is ever written outside it
+and an absolute symlink means what it will mean after the switch to the new
+root.
 
 - Names: empty and ``.`` components and a leading ``/`` are ignored; an entry
   with a ``..`` component is skipped; an entry naming only the root (``./``)
   changes nothing.
 - Order: non-directory entries are unpacked as they come; directory entries
-  are kept and applied after all of them, in archive order (0.4.40 does not
-  sort them).
+  are kept and applied after all of them, **sorted by their raw path bytes
+  (as the archive spells them, trailing ``/`` included), descending, stable**
+  (tar-rs 0.4.42 and later): deeper directories before their parents, the
+  same spelling in archive order (the later one's mode wins), and of two
+  spellings of one directory the smaller (``./etc/`` < ``etc/`` < ``etc``…)
+  applied last, so its mode wins wherever it stands in the archive.
 - Parents: missing parents of an entry are created (mode ``0o777 & ~umask``,
   no entry of their own). The parent must then resolve to an existing
   directory: a dangling symlink fails (:class:`UnresolvablePathError`, tar-rs
@@ -30,7 +35,7 @@ mean after the switch to the new root.
 - Directories: created, or kept when a directory (or a symlink to one: tar-rs
   follows it and sets the mode of its target) is there; mode ``& 0o777``.
   tar-rs sets no directory mtime. A non-directory in the way fails.
-- Character/block devices and FIFOs: tar-rs 0.4.40 has no case for them and
+- Character/block devices and FIFOs: tar-rs has no case for them and
   writes them as empty regular files (mode, mtime as files). ``mknod=True``
   creates the nodes instead, skipping (with a warning) those not permitted.
 - Ownership and xattrs are not applied: everything belongs to the unpacking
@@ -489,6 +494,8 @@ class _Unpacker:
                     deferred.append((member, offset))
                 else:
                     self.unpack_in(member, offset)
+            # tar-rs 0.4.44 (upstream-facts F4): by raw path bytes, descending, stable.
+            deferred.sort(key=lambda item: tf.path_bytes(item[0]), reverse=True)
             for member, offset in deferred:
                 self.unpack_in(member, offset)
         return self.report
