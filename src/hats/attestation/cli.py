@@ -14,10 +14,23 @@ otherwise. A policy whose command-line regex is open-ended (upstream-facts
 F10, :func:`hats.attestation.policy.cmdline_regex_risk`) is still used, with
 one ``hats: warning:`` line on stderr per such policy.
 
-``hats policy make`` anchors what it writes: from ``--like`` the command line
-must be the evidence's, with only the launcher port free (``[0-9]+``) and
-nothing after it; a ``--kernel-cmdline-regex`` that is open-ended is refused
-unless ``--allow-open-cmdline-regex``.
+``hats evidence verify --explain`` also prints, for each policy, every value
+next to the evidence's (:func:`hats.attestation.policy.explain_policy`),
+``DIFFERS`` where they do not match; when the evidence does not verify, its
+values are extracted anyway and marked as not verified.
+
+``hats policy make`` computes what it can from artifacts (``--stage0``,
+``--kernel``, ``--initrd``, ``--cmdline``, the image and bundles; rules in
+:mod:`hats.attestation.measure`), takes explicit options, and copies the rest
+from ``--like`` (lowest precedence); an artifact and an option for the same
+value is a usage error. It prints every value with its provenance
+(:mod:`hats.attestation.provenance`; ``--json``: one JSON document with
+``hats_version``) and writes it as comments atop the file. The SEV-SNP TCB
+minimum comes from ``--min-tcb`` or the ``--like`` evidence, never a default.
+It anchors what it writes: the command line (``--cmdline`` or ``--like``'s)
+must match exactly, with only the launcher port free (``[0-9]+``) and nothing
+after it; a ``--kernel-cmdline-regex`` that is open-ended is refused unless
+``--allow-open-cmdline-regex``.
 
 Policy signatures are checked by default (``--no-policy-signature`` turns that
 off, like the reference TVS's default). A ``--now`` without a time
