@@ -12,6 +12,8 @@ import hashlib
 import json
 import re
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -333,3 +335,16 @@ def test_measure_group_help_names_its_commands() -> None:
     for name in ("stage0", "kernel", "initrd", "cmdline"):
         assert name in out
     assert isinstance(measure_group, click.Group)
+
+
+def test_sev_snp_measure_is_imported_only_to_compute_a_launch_digest() -> None:
+    code = (
+        "import contextlib, io, sys\nfrom hats.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['measure', 'stage0', '--help']); main(['policy', 'make', '--help'])\n"
+        "print('sevsnpmeasure' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.splitlines()[-1] == "False"
