@@ -90,8 +90,12 @@ def test_check_reports_every_problem(
     assert lines[2] == (
         f"{bad}:3: key is 2 bytes, expected 65 (uncompressed P-256 point 04 || X || Y)"
     )
+    # F6: how the reference orchestrator would treat the file (it fails on the empty line).
+    assert lines[3] == (
+        f"{bad}: note: the reference orchestrator fails on this file (line 2: empty line)"
+    )
     assert lines[-1] == f"{good}: OK (3 keys)"
-    assert len(lines) == 4
+    assert len(lines) == 5
 
 
 def test_check_file_level_problem_has_no_line(
@@ -101,7 +105,10 @@ def test_check_file_level_problem_has_no_line(
     empty.write_bytes(b"")
     code, out, _ = run(["keys", "check", str(empty)], capsys)
     assert code == 1
-    assert out == f"{empty}: no keys: the file must list at least one TVS key\n"
+    assert out == (
+        f"{empty}: no keys: the file must list at least one TVS key\n"
+        f"{empty}: note: the reference orchestrator fails on this file (no keys)\n"
+    )
 
 
 def test_check_json(good: Path, bad: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,10 +117,17 @@ def test_check_json(good: Path, bad: Path, capsys: pytest.CaptureFixture[str]) -
     )
     assert code == 1
     records = [json.loads(text) for text in out.splitlines()]
-    assert records[0] == {"file": str(good), "ok": True, "keys": 3, "problems": []}
+    assert records[0] == {
+        "file": str(good),
+        "ok": True,
+        "keys": 3,
+        "problems": [],
+        "reference": None,
+    }
     assert records[1]["file"] == str(bad) and records[1]["ok"] is False
     assert records[1]["keys"] is None
     assert [p["line"] for p in records[1]["problems"]] == [2, 3, 3]
+    assert records[1]["reference"].startswith("the reference orchestrator fails on this file")
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,9 @@ Warnings (real Debian bases have them; printed, never fatal):
   beats ``etc/`` in a later layer; upstream-facts F4);
 - ``device``: device nodes and FIFOs;
 - ``dockerenv``: ``/.dockerenv`` (stage1 deletes it);
+- ``key-file-reference``: with ``key-file`` errors, how the reference
+  orchestrator would treat the file (run it, routing each line to a TVS, or
+  fail: upstream-facts F6);
 - ``unit-missing-exec``: another unit's program is missing (units whose
   ``Condition*``/``Assert*`` lines name the program are skipped: systemd
   does not run them without it).
@@ -42,7 +45,7 @@ from dataclasses import dataclass
 
 from hats.image.tree import EffectiveTree, Entry
 from hats.image.units import ORCHESTRATOR_UNIT, SYSLOGD_UNIT, exec_binaries, unit_directives
-from hats.keys.keyfile import check_key_file, parse_key_file
+from hats.keys.keyfile import check_key_file, parse_key_file, read_like_reference
 from hats.keys.keygen import insecure_key_label
 from hats.textsafe import printable
 
@@ -241,6 +244,8 @@ def _lint_keys(tree: EffectiveTree, allow_test_keys: bool = False) -> list[Findi
     problems = check_key_file(entry.data)
     out = [Finding("error", "key-file", path, str(p)) for p in problems]
     if problems:
+        reading = read_like_reference(entry.data).summary()
+        out.append(Finding("warning", "key-file-reference", path, reading))
         return out
     out.extend(_lint_test_keys(entry.data, path, allow_test_keys))
     count = len(entry.data.decode().splitlines())

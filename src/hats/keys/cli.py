@@ -23,6 +23,7 @@ from hats.keys.keyfile import (
     decode_public_key_hex,
     format_key_file,
     parse_key_file,
+    read_like_reference,
 )
 from hats.keys.keygen import (
     PrivateKeyError,
@@ -86,7 +87,9 @@ def check_command(
     orchestrator: CRLF line endings, duplicated keys and index gaps are
     problems too, and so are keys whose private key is public knowledge (the
     reference's test keys: anyone can act as that TVS) unless
-    --allow-test-keys is given (test images only).
+    --allow-test-keys is given (test images only). A file with problems gets
+    a note saying how the reference orchestrator would treat it (run it, and
+    with which TVS per line, or fail).
     """
     reject = reject_test_keys or not allow_test_keys
     contents = [(name, _read(name)) for name in files]
@@ -95,12 +98,14 @@ def check_command(
         problems = check_key_file(data, reject_test_keys=reject)
         count = None if problems else len(parse_key_file(data, name))
         failed = failed or bool(problems)
+        reference = read_like_reference(data).summary() if problems else None
         if as_json:
             record: dict[str, Any] = {
                 "file": name,
                 "ok": not problems,
                 "keys": count,
                 "problems": [{"line": p.line, "message": p.message} for p in problems],
+                "reference": reference,
             }
             click.echo(json.dumps(record))
             continue
@@ -108,6 +113,8 @@ def check_command(
         for problem in problems:
             where = name if problem.line is None else f"{name}:{problem.line}"
             click.echo(f"{where}: {problem.message.replace('·', dot)}")
+        if reference is not None:
+            click.echo(f"{name}: note: {reference}")
         if count is not None:
             click.echo(f"{name}: OK ({_plural(count, 'key')})")
     if failed:

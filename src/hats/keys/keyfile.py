@@ -356,3 +356,103 @@ def format_key_file(keys: Sequence[bytes]) -> bytes:
         message = first.message.replace("same public key as line", "same public key as key")
         raise KeyFileError(f"{where}{message}", problems)
     return data
+
+
+# --- the reference orchestrator's reading (upstream-facts F6) --------------------------------
+
+
+@dataclass(frozen=True)
+class ReferenceReading:
+    """How the reference orchestrator reads a key file (upstream-facts F6).
+
+    ``keys``: what it runs with, in line order (empty when it fails);
+    ``error``: why it fails start-up (one line), or None; ``quirks``: what it
+    accepts silently but probably not as the author meant (duplicated keys or
+    indices, a separator other than ``:``), each ``line N: …``.
+    """
+
+    keys: tuple[TvsKey, ...]
+    error: str | None
+    quirks: tuple[str, ...]
+
+    def summary(self) -> str:
+        """One line: how the reference would treat the file."""
+        if self.error is not None:
+            return f"the reference orchestrator fails on this file ({self.error})"
+        routes = ", ".join(f"line {k.line} -> tvs_addresses[{k.index}]" for k in self.keys)
+        text = f"the reference orchestrator runs this file: {routes}"
+        if self.quirks:
+            text += "; but " + "; ".join(self.quirks)
+        return text
+
+
+def read_like_reference(data: bytes) -> ReferenceReading:
+    """Read ``data`` with the reference orchestrator's rules (upstream-facts F6).
+
+    For each line (split on ``\\n``, a final newline ending the last one; a
+    ``\\r`` before the ``\\n`` dropped): the first character is the TVS index
+    (a digit 0-9, any order, repeats allowed), the second is skipped, the rest
+    is the hex of the public key. So a longer index, an empty line or a bad key
+    fails start-up; duplicates and ``\\r\\n`` do not. We also require the key to
+    be a valid P-256 point (the reference would fail at the first attestation
+    instead). A file over :data:`MAX_FILE_BYTES` is refused as by
+    :func:`check_key_file`.
+    """
+    if len(data) > MAX_FILE_BYTES:
+        return ReferenceReading((), f"{len(data)} bytes: too large for a key file", ())
+    keys: list[TvsKey] = []
+    quirks: list[str] = []
+    seen_keys: dict[bytes, int] = {}
+    seen_index: dict[int, int] = {}
+    lines = _split_lines(data)
+    if not lines:
+        return ReferenceReading((), "no keys", ())
+    for lineno, raw in enumerate(lines, start=1):
+        raw = raw.removesuffix(b"\r")
+        try:
+            line = raw.decode("ascii")
+        except UnicodeDecodeError:
+            return ReferenceReading((), f"line {lineno}: not ASCII", ())
+        if not line or line[0] not in _DIGITS:
+            if not line:
+                return ReferenceReading((), f"line {lineno}: empty line", ())
+            return ReferenceReading((), f"line {lineno}: the index {line[0]!r} is not a digit", ())
+        hex_problems, key = _check_hex_key(line[2:], 3)
+        if key is None:
+            reason = hex_problems[0] if hex_problems else "not a key"
+            return ReferenceReading((), f"line {lineno}: {reason}", ())
+        index = int(line[0])
+        if line[1] != ":":
+            quirks.append(f"line {lineno}: the character after the index is {line[1]!r}, not ':'")
+        if key in seen_keys:
+            quirks.append(f"line {lineno}: same public key as line {seen_keys[key]}")
+        seen_keys.setdefault(key, lineno)
+        if index in seen_index:
+            quirks.append(
+                f"line {lineno}: index {index} already used on line {seen_index[index]}"
+                f" (both talk to tvs_addresses[{index}])"
+            )
+        seen_index.setdefault(index, lineno)
+        keys.append(TvsKey(index=index, public_key=key, line=lineno))
+    return ReferenceReading(tuple(keys), None, tuple(quirks))
+
+
+def parse_key_file_as_reference(data: bytes, source: str) -> tuple[list[TvsKey], str | None]:
+    """The keys the reference orchestrator would run with, and one warning line (or None).
+
+    Raises :class:`KeyFileError` (``"{source}: …"``) where the reference fails start-up.
+    The warning names what the reference would silently accept (duplicates, a
+    separator other than ``:``). Never contains key material.
+    """
+    reading = read_like_reference(data)
+    if reading.error is not None:
+        where, sep, rest = reading.error.partition(": ")
+        if sep and where.startswith("line ") and where[5:].isdigit():
+            raise KeyFileError(f"{source}:{where[5:]}: {rest}")
+        raise KeyFileError(f"{source}: {reading.error}")
+    warning = None
+    if reading.quirks:
+        warning = f"{source}: accepted as the reference orchestrator would, but " + "; ".join(
+            reading.quirks
+        )
+    return list(reading.keys), warning

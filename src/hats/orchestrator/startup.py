@@ -3,10 +3,12 @@
 :func:`start` runs, in order, stopping at the first error (a
 :class:`~hats.errors.HatsError` with a one-line message):
 
-1. read and check ``--tvs-public-keys-file`` (:func:`hats.keys.keyfile.parse_key_file`:
-   every quirk of the reference's parser becomes a one-line error with the
-   line number), and check the share type against the number of TVSes and
-   the heartbeat settings — before any network traffic;
+1. read ``--tvs-public-keys-file`` as the reference does
+   (:func:`hats.keys.keyfile.parse_key_file_as_reference`, upstream-facts F6:
+   a file it fails on is a one-line error with the line number; what it
+   accepts silently, such as duplicates, a one-line warning), and check the
+   share type against the number of TVSes and the heartbeat settings — before
+   any network traffic;
 2. ``FetchOrchestratorMetadata`` **once** (the reference calls it once per
    TVS line on a new connection each time; the launcher's answer does not
    depend on the TVS, so one call gives the same data), retried while the
@@ -49,7 +51,7 @@ from google.protobuf import empty_pb2
 
 from hats.attestation.dice import DiceAttester, container_event, load_dice_data
 from hats.errors import HatsError
-from hats.keys.keyfile import TvsKey, parse_key_file
+from hats.keys.keyfile import TvsKey, parse_key_file_as_reference
 from hats.orchestrator.secret_manager import (
     DEFAULT_JITTER,
     SecretCombiner,
@@ -195,12 +197,22 @@ def call_with_retry(
 
 
 def read_key_file(path: Path) -> list[TvsKey]:
-    """Step 0: the TVS keys in line order (one-line errors naming file and line)."""
+    """Step 0: the TVS keys in line order, read as the reference orchestrator reads them.
+
+    Any file the reference runs, we run (upstream-facts F6: any single-digit
+    index in any order, ``\r\n``, duplicates); what it would silently get
+    wrong (a repeated key or index, a separator other than ``:``) is one
+    warning line. Where the reference fails start-up, a one-line error naming
+    file and line.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise StartupError(f"{path}: cannot read the TVS key file: {exc.strerror}") from None
-    return parse_key_file(data, str(path))
+    keys, warning = parse_key_file_as_reference(data, str(path))
+    if warning is not None:
+        logger.warning("%s", warning)
+    return keys
 
 
 def fetch_metadata(
