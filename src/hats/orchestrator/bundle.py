@@ -17,7 +17,9 @@ so nothing is ever written through a symbolic link. Rules (each violation is a
   ``container_dir``. (The real guarantee is that links are never followed
   while unpacking; this check also keeps host-side readers safe.)
 * hard links must name an already unpacked regular file of the bundle;
-* character and block devices are refused; FIFOs are created;
+* character and block devices and FIFOs become empty regular files (their
+  mode and mtime as files), as tar-rs, which the reference unpacks with, has
+  no case for them;
 * at most ``max_size`` bytes of file data and ``max_members`` members;
 * a later member replaces an earlier non-directory of the same name; a
   non-directory never replaces a directory;
@@ -26,8 +28,10 @@ so nothing is ever written through a symbolic link. Rules (each violation is a
 
 Ownership and modes: every entry (and ``container_dir``) is owned by
 ``uid``/``gid`` when given (the reference's ``lchown -R``); modes are the
-member's ``mode & 0o7777``, applied after ownership (so set-id bits survive);
-directory modes are applied at the end, each after everything below it.
+member's ``mode & 0o777``: set-id and sticky bits are dropped, as tar-rs does
+with ``preserve_permissions = false`` before the reference's ``lchown``
+(which could not add them back); directory modes are applied at the end, each
+after everything below it.
 Implicit parent directories get 0755 when they are made (``container_dir``
 stays 0700 until the end, so nobody else sees into them meanwhile).
 
@@ -62,6 +66,9 @@ from hats.errors import HatsError
 from hats.image import tarformat as tf
 from hats.image.tarformat import Member, TarFormatError
 from hats.image.tarstream import TarReader
+
+_TARRS_EMPTY_FILE_TYPES = (tf.CHRTYPE, tf.BLKTYPE, tf.FIFOTYPE)
+"""Member types tar-rs has no case for: it writes them as empty regular files."""
 
 IPC_MOUNT_DESTINATION = "/oak_utils/orchestrator_ipc"
 """Where the IPC socket appears inside the container."""
@@ -264,9 +271,7 @@ class _Unpacker:
             return  # the bundle's root directory itself
         display = "/".join(parts)
         _check_length(display, "path", display)
-        mode = member.mode & 0o7777
-        if member.type in (tf.CHRTYPE, tf.BLKTYPE):
-            raise self._fail(display, "device nodes are not allowed")
+        mode = member.mode & 0o777  # tar-rs, preserve_permissions=false: no set-id, no sticky
         if member.is_regular:
             self.size += member.size
             if self.size > self.max_size:
@@ -288,16 +293,13 @@ class _Unpacker:
                 os.mkdir(name, 0o700, dir_fd=dir_fd)
                 self._own(name, dir_fd, None)
             self.dir_modes[parts] = mode
-        elif member.is_regular:
+        elif member.is_regular or member.type in _TARRS_EMPTY_FILE_TYPES:
             self._write_file(name, dir_fd, mode, member, reader)
         elif member.type == tf.SYMTYPE:
             os.symlink(member.linkname, name, dir_fd=dir_fd)
             self._own(name, dir_fd, None, link=True)
         elif member.type == tf.LNKTYPE:
             self._hard_link(name, dir_fd, link_parts, display)
-        elif member.type == tf.FIFOTYPE:
-            os.mkfifo(name, 0o600, dir_fd=dir_fd)
-            self._own(name, dir_fd, mode)
         else:  # pragma: no cover (TarReader admits no other types)
             raise self._fail(display, f"unsupported member type {member.kind}")
 
