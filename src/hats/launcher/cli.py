@@ -67,7 +67,7 @@ from hats.launcher.telemetry import (
     write_metrics_file,
 )
 from hats.pb.oak.attestation.v1 import evidence_pb2
-from hats.pb.pcit.client import launcher_pb2
+from hats.pb.pcit.client import launcher_config_pb2, launcher_pb2
 from hats.streamlimits import StreamLimits
 from hats.transport import parse_address
 
@@ -178,6 +178,20 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 @click.option(
     "--kernel", type=_FILE, help="With --vmm qemu: kernel [default: Debian's cloud kernel]."
 )
+@click.option(
+    "--tee-certificate",
+    type=_FILE,
+    help="SEV-SNP: the VCEK (DER or PEM) handed out as tee_certificate, unchanged.",
+)
+@click.option(
+    "--vcek-cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="SEV-SNP: a VCEK cache in AMD KDS layout (vcek/v1/<Product>/<hwid>/<query>).",
+)
+@click.option("--chip-id", help="With --vcek-cache: the host's chip id (hex).")
+@click.option(
+    "--tcb", help="With --vcek-cache: the reported TCB, bl/tee/snp/ucode[ (Turin: fmc/…)]."
+)
 @click.option("--initrd", type=_FILE, help="With --vmm qemu: initramfs [default: hats stage1's].")
 @click.option("--vm-cpus", type=click.IntRange(1, 64), help="With --vmm qemu: vCPUs [default: 2].")
 @click.option(
@@ -209,6 +223,10 @@ def serve_command(
     initrd: Path | None,
     vm_cpus: int | None,
     vm_memory_kb: int | None,
+    tee_certificate: Path | None = None,
+    vcek_cache: Path | None = None,
+    chip_id: str | None = None,
+    tcb: str | None = None,
 ) -> None:
     """Serve the launcher's gRPC services until SIGINT/SIGTERM.
 
@@ -222,7 +240,8 @@ def serve_command(
     elif DEFAULT_CONFIG_PATH.is_file() and system_image is None and system_bundle is None:
         config = load_launcher_config(DEFAULT_CONFIG_PATH)
 
-    metadata = build_metadata(tvs_authentication_key, private_key_wrapping_keys)
+    vcek = _tee_certificate(config, tee_certificate, vcek_cache, chip_id, tcb)
+    metadata = build_metadata(tvs_authentication_key, private_key_wrapping_keys, vcek)
     root_certificates = None
     if tls_root_certs is not None:
         if not use_tls:
@@ -280,6 +299,40 @@ def serve_command(
         images.cleanup()
         if private_dir is not None:
             shutil.rmtree(private_dir, ignore_errors=True)
+
+
+def _tee_certificate(
+    config: launcher_config_pb2.LauncherConfig | None,
+    tee_certificate: Path | None,
+    vcek_cache: Path | None,
+    chip_id: str | None,
+    tcb: str | None,
+) -> bytes:
+    """The VCEK for ``FetchOrchestratorMetadata`` (upstream-facts F5): a SEV-SNP launch
+    needs one (from --tee-certificate or --vcek-cache); other CVM types send none."""
+    from hats.launcher.vcek import VcekError, find_in_cache, read_vcek_file
+
+    if tee_certificate is not None and vcek_cache is not None:
+        raise VcekError("--tee-certificate and --vcek-cache are mutually exclusive")
+    if vcek_cache is None and (chip_id is not None or tcb is not None):
+        raise VcekError("--chip-id and --tcb need --vcek-cache")
+    sevsnp = config is not None and config.cvm_config.cvm_type == launcher_config_pb2.CVMTYPE_SEVSNP
+    if not sevsnp:
+        if tee_certificate is not None or vcek_cache is not None:
+            _say(
+                "hats launcher: warning: the VCEK is not handed out: cvm_type is not"
+                " CVMTYPE_SEVSNP (as the reference, tee_certificate stays empty)",
+                err=True,
+            )
+        return b""
+    if tee_certificate is not None:
+        return read_vcek_file(tee_certificate)
+    if vcek_cache is not None:
+        return find_in_cache(vcek_cache, product=None, chip_id=chip_id, tcb=tcb)
+    raise VcekError(
+        "cvm_type CVMTYPE_SEVSNP: no VCEK for tee_certificate; give --tee-certificate FILE"
+        " or --vcek-cache DIR"
+    )
 
 
 def _warn_if_shared(listen: str) -> None:
@@ -430,6 +483,22 @@ class _Guest:
             self.error = exc
         finally:
             stop.set()
+
+
+@launcher_group.group("vcek-cache")
+def vcek_cache_group() -> None:
+    """A VCEK cache in AMD KDS layout, filled offline (for --vcek-cache)."""
+
+
+@vcek_cache_group.command("add")
+@click.argument("cache", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("vcek", nargs=-1, required=True, type=_FILE)
+def vcek_cache_add(cache: Path, vcek: tuple[Path, ...]) -> None:
+    """Store each VCEK certificate in CACHE under vcek/v1/<Product>/<hwid>/<TCB query>."""
+    from hats.launcher.vcek import add_to_cache
+
+    for path in vcek:
+        _say(f"{path} -> {add_to_cache(cache, path)}")
 
 
 @launcher_group.command("metrics")
