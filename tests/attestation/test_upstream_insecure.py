@@ -301,3 +301,30 @@ def test_f2_policy_make_insecure_is_accepted_by_the_fact_sheet_verifier(tmp_path
     refused = runner.invoke(evidence_group, verify_args)
     assert refused.exit_code != 0
     assert "invalid fake attestation report" in str(refused.exception)
+
+
+# --- F9, reconciled with the real evidence -----------------------------------------------------
+
+
+def test_f9_real_evidence_has_three_layers_and_so_do_we() -> None:
+    """F9's ``[kernel_layer, system_layer]`` is Oak's rule for evidence *without* an event
+    log. The real HATs evidence has an event log of three events (Stage0, SystemLayerData,
+    ContainerLayerData) and three layers; the real stage0 hands over one, stage1 adds the
+    system layer and the orchestrator the container layer. We follow the real evidence."""
+    real = evidence_pb2.Evidence.FromString(
+        (shared_data.EVIDENCE / "evidence_v1_genoa.binarypb").read_bytes()
+    )
+    assert len(real.layers) == 3
+    urls = [eventlog_pb2.Event.FromString(e).event.type_url for e in real.event_log.encoded_events]
+    assert [u.rpartition(".")[2] for u in urls] == [
+        "Stage0Measurements",
+        "SystemLayerData",
+        "ContainerLayerData",
+    ]
+    assert len(real_stage0_dice_data().evidence.layers) == 1
+    ours = orchestrator_evidence(simulate.simulate_stage1(hashlib.sha256(b"i").digest()), b"b")
+    assert len(ours.layers) == 3
+    del ours.layers[-1]
+    del ours.event_log.encoded_events[-1]
+    with pytest.raises(EvidenceVerificationError, match="incorrect number of DICE layers"):
+        verify.verify_evidence(ours, tee_certificate=None, allow_insecure=True)
