@@ -10,14 +10,25 @@ Rules:
 - the temporary file is created mode 0600 (``mkstemp``) and its final mode is
   set on the open file before the rename, so a file written with
   :data:`PRIVATE_MODE` (private keys, secrets, shares) is never readable by
-  anyone else, not even while it is being written.
+  anyone else, not even while it is being written;
+- SIGTERM and SIGHUP leave no temporary file behind, as Ctrl-C (SIGINT)
+  does not: while a temporary file exists, a handler for each signal whose
+  disposition is the default removes every live temporary file at once and
+  raises :class:`Terminated` (a ``SystemExit`` with code 128 + the signal
+  number), so the program unwinds (workers stopped, temporary directories
+  removed). The handlers are installed by the outermost
+  :func:`atomic_output` (or :func:`unwind_on_signals`) of the main thread
+  and the previous dispositions restored when it ends; a program with its
+  own handlers keeps them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -32,6 +43,74 @@ class OutputError(HatsError):
     """The output path cannot be written."""
 
 
+CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""The signals after which no temporary output file is left (SIGINT: KeyboardInterrupt)."""
+
+_live: set[Path] = set()
+_saved: dict[signal.Signals, object] = {}
+_depth = 0
+
+
+class Terminated(SystemExit):
+    """The process got a clean-up signal; partial outputs are already removed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def _remove_live() -> None:
+    for path in list(_live):
+        with contextlib.suppress(OSError):
+            path.unlink()
+        _live.discard(path)
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    _remove_live()
+    # Once: a second signal during the unwinding ends the process the default way.
+    for number in CLEANUP_SIGNALS:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(number, signal.SIG_DFL)
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def unwind_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` for the duration of the block.
+
+    Only in the main thread and only for signals whose disposition is the
+    default; nested uses share the outermost one's handlers. The CLI wraps a
+    whole build in it, so temporary directories are removed as well.
+    """
+    global _depth
+    main = threading.current_thread() is threading.main_thread()
+    if main and _depth == 0:
+        for number in CLEANUP_SIGNALS:
+            if signal.getsignal(number) is signal.SIG_DFL:
+                _saved[number] = signal.signal(number, _on_signal)
+    _depth += main
+    try:
+        yield
+    finally:
+        _depth -= main
+        if main and _depth == 0:
+            for number, previous in list(_saved.items()):
+                if signal.getsignal(number) is _on_signal:
+                    signal.signal(number, previous)  # type: ignore[arg-type]
+                del _saved[number]
+
+
+@contextlib.contextmanager
+def _tracked(tmp: Path) -> Iterator[None]:
+    _live.add(tmp)
+    try:
+        with unwind_on_signals():
+            yield
+    finally:
+        _live.discard(tmp)
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     """Yield a binary file that becomes ``path`` only if the block succeeds."""
@@ -44,12 +123,12 @@ def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         raise OutputError(f"{path}: cannot write output: {exc.strerror}") from None
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with _tracked(tmp), os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
