@@ -1,20 +1,29 @@
 """``hats image build``: from options to a verified ``.tar.xz`` on disk.
 
 Steps: resolve the inputs (default base, default agents, rendered or given
-units, the key file), compose the layers into one streamed GNU tar,
-compress it (the reference way, ``xz -T1 -6``; or, with ``xz_block_size``,
-as parallel multi-block xz equal to ``xz -T2 --block-size=B -6``, reusing
-cached blocks), lint the effective tree, and only then rename the outputs
-into place. A failure anywhere leaves no output file.
+units, the key file); compose the layers once without compressing (the
+*plan*: the effective tree, so every lint rule runs before the first
+compressed byte, and the exact tar size, the progress total); compose them
+again into one streamed GNU tar, compress it (the reference way,
+``xz -T1 -6``; or, with ``xz_block_size``, as parallel multi-block xz equal
+to ``xz -T2 --block-size=B -6``, reusing cached blocks), lint the effective
+tree again (a safety net), and only then rename the outputs into place. A
+failure anywhere leaves no output file. :func:`check_build` stops after the
+plan (``hats image build --check``).
+
+Missing parent directories of every output are created (after the plan
+passed), the same for ``-o``, ``--tar``, ``--manifest``, ``--sums`` and
+``--digest-file``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,10 +42,11 @@ from hats.image.layers import (
     hats_layers,
     user_layer,
 )
-from hats.image.lint import ERROR_CODES, Finding, lint
-from hats.image.sums import update_sums
+from hats.image.lint import ERROR_CODES, KEY_FILE, WARNING_CODES, Finding, lint, share_type_of
+from hats.image.sums import existing_sums_form, update_sums
 from hats.image.tarstream import TarWriter
 from hats.image.tree import EffectiveTree
+from hats.image.units import ORCHESTRATOR_UNIT
 from hats.image.xzparallel import ParallelXzSink, XzStats, check_block_size
 from hats.keys.keyfile import parse_key_file
 
@@ -77,6 +87,11 @@ class BuildOptions:
     tar_output: Path | None = None
     manifest: Path | None = None
     sums: Path | None = None
+    # "reference" | "gnu"; None: the existing file's form, else reference.
+    sums_format: str | None = None
+    # sha256:HEX of the .tar.xz (docker build --iidfile).
+    digest_file: Path | None = None
+    # Error codes not to fail on; warning codes not to count.
     lint_allow: tuple[str, ...] = ()
     # Known test keys (private key public) in the key file: a lint warning, not an error.
     allow_test_keys: bool = False
@@ -87,6 +102,86 @@ class BuildOptions:
     block_cache: bool = True
     block_cache_dir: Path | None = None
     block_cache_max_size: int | None = None
+
+
+def _path(value: Path | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def settings_json(options: BuildOptions) -> dict[str, object]:
+    """The settings a build uses (spec and command line merged), as JSON."""
+    return {
+        "output": None if options.output == Path() else str(options.output),
+        "tvs_keys": str(options.tvs_keys),
+        "secret_share_type": options.secret_share_type,
+        "base": _path(options.base),
+        "tvs_heartbeat_frequency": options.tvs_heartbeat_frequency,
+        "orchestrator_flags": list(options.orchestrator_flags),
+        "allow_test_keys": options.allow_test_keys,
+        "binaries": {
+            "orchestrator": _path(options.orchestrator),
+            "agent": _path(options.agent),
+            "syslogd": _path(options.syslogd),
+        },
+        "units": {
+            "orchestrator": _path(options.orchestrator_unit),
+            "syslogd": _path(options.syslogd_unit),
+        },
+        "layers": [
+            {
+                "source": str(layer.source),
+                "destination": layer.dest,
+                "mode": None if layer.mode is None else f"{layer.mode:04o}",
+            }
+            for layer in options.layers
+        ],
+        "outputs": {
+            "tar": _path(options.tar_output),
+            "manifest": _path(options.manifest),
+            "sums": _path(options.sums),
+            "sums_format": options.sums_format,
+            "digest_file": _path(options.digest_file),
+        },
+        "lint": {"allow": list(options.lint_allow)},
+        "xz": {
+            "block_size": options.xz_block_size,
+            "jobs": options.jobs,
+            "block_cache": options.block_cache if options.xz_block_size else None,
+        },
+        "cache_dir": _path(options.cache_dir),
+    }
+
+
+@dataclass
+class BuildPlan:
+    """What a build will write, known before compressing (``--check`` prints it)."""
+
+    base: str
+    layers: list[tuple[str, int]]  # name, bytes of tar it contributes
+    tar_size: int
+    tree: EffectiveTree
+    findings: list[Finding]
+    keys: int | None
+    share_type: str | None
+    outputs: list[Path] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "hats_version": __version__,
+            "base": self.base,
+            "layers": [{"name": name, "tar_bytes": size} for name, size in self.layers],
+            "tar_size": self.tar_size,
+            "entries": self.tree.member_count,
+            "paths": len(self.tree.entries),
+            "keys": self.keys,
+            "secret_share_type": self.share_type,
+            "outputs": [str(p) for p in self.outputs],
+            "findings": [f.to_json() for f in self.findings],
+        }
 
 
 @dataclass
@@ -105,6 +200,7 @@ class BuildResult:
     sums_path: Path | None = None
     xz_block_size: int | None = None
     xz_stats: XzStats | None = None
+    digest_file_path: Path | None = None
 
     def xz_json(self) -> dict[str, object]:
         if self.xz_block_size is None or self.xz_stats is None:
@@ -133,6 +229,7 @@ class BuildResult:
             "tar": str(self.tar_path) if self.tar_path else None,
             "manifest": str(self.manifest_path) if self.manifest_path else None,
             "sums": str(self.sums_path) if self.sums_path else None,
+            "digest_file": str(self.digest_file_path) if self.digest_file_path else None,
             "xz": self.xz_json(),
         }
 
@@ -141,19 +238,69 @@ def _check_inputs(options: BuildOptions) -> None:
     given = [options.orchestrator, options.agent, options.syslogd]
     if any(given) and not all(given):
         raise BuildError("give all three binaries (--orchestrator, --agent, --syslogd) or none")
-    unknown = sorted(set(options.lint_allow) - set(ERROR_CODES))
+    unknown = sorted(set(options.lint_allow) - set(ERROR_CODES) - set(WARNING_CODES))
     if unknown:
         raise BuildError(
-            f"unknown lint code {unknown[0]!r} to allow; codes: {', '.join(ERROR_CODES)}"
+            f"unknown lint code {unknown[0]!r} to allow; codes: "
+            f"{', '.join(ERROR_CODES + WARNING_CODES)}"
         )
-    if not options.output.name.endswith(".xz"):
-        raise BuildError(f"{options.output}: the output must be an .xz file (e.g. image.tar.xz)")
-    if options.output.exists() and options.output.is_dir():
-        raise BuildError(f"{options.output}: is a directory")
+    for layer in options.layers:
+        if not layer.dest.startswith("/"):
+            raise BuildError(
+                f"--layer {layer.source}:{layer.dest}: the destination must be an absolute "
+                f"path (e.g. {layer.source}:/{layer.dest})"
+            )
+    if options.output != Path():
+        if not options.output.name.endswith(".xz"):
+            raise BuildError(
+                f"{options.output}: the output must be an .xz file (e.g. image.tar.xz)"
+            )
+        if options.output.exists() and options.output.is_dir():
+            raise BuildError(f"{options.output}: is a directory")
+    for path in _outputs(options):
+        _check_output_dir(path)
+    if options.sums is not None and options.sums_format is not None:
+        existing = existing_sums_form(options.sums)
+        if existing is not None and existing != options.sums_format:
+            raise BuildError(
+                f"{options.sums}: holds {existing} lines; not adding a {options.sums_format} "
+                f"line (--sums-format {existing})"
+            )
     if options.xz_block_size is not None:
         check_block_size(options.xz_block_size)
     if options.jobs is not None and options.jobs < 1:
         raise BuildError(f"--jobs: {options.jobs} is not a number of workers (1 or more)")
+
+
+def _outputs(options: BuildOptions) -> list[Path]:
+    given = (
+        None if options.output == Path() else options.output,
+        options.tar_output,
+        options.manifest,
+        options.sums,
+        options.digest_file,
+    )
+    return [path for path in given if path is not None]
+
+
+def _check_output_dir(path: Path) -> None:
+    """Fail early when ``path``'s directory cannot exist (a file is in the way)."""
+    parent = path.parent
+    while not parent.exists():
+        if parent == parent.parent:
+            return
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BuildError(f"{path}: cannot create its directory: {parent} is not a directory")
+
+
+def _make_output_dirs(options: BuildOptions) -> None:
+    for path in _outputs(options):
+        if not path.parent.exists():
+            try:
+                path.parent.mkdir(parents=True)
+            except OSError as exc:
+                raise BuildError(f"{path}: cannot create directory: {exc.strerror}") from None
 
 
 def _keys_content(options: BuildOptions) -> Content:
@@ -207,8 +354,9 @@ def plan_layers(
             from hats.packaging.agents_layer import build_agents_tree
 
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hats-agents-")))
-            progress("preparing the hats agents layer")
-            tree = build_agents_tree(root, cache_dir=options.cache_dir, progress=progress)
+            tree = build_agents_tree(
+                root, cache_dir=options.cache_dir, progress=_AgentsChatter(progress)
+            )
             binaries = {
                 "orchestrator": Content(path=tree.orchestrator_main),
                 "agent": Content(path=tree.oak_containers_agent),
@@ -224,7 +372,8 @@ def plan_layers(
             }
         if options.base is None:
             base_path = _default_base(options, use_agents, progress)
-            base_label = f"default ({base_path.name})"
+            python = " with python3" if use_agents else ""
+            base_label = f"default{python} ({base_path})"
         else:
             base_path = options.base
             detect_format(base_path)
@@ -244,6 +393,91 @@ def plan_layers(
         for index, spec in enumerate(options.layers, 1):
             layers.append(user_layer(f"user-{index}", spec.source, spec.dest, spec.mode))
         yield layers, base_label
+
+
+class _AgentsChatter:
+    """The agents layer's progress in one line: wheel by wheel only when downloading."""
+
+    def __init__(self, progress: Callable[[str], None]) -> None:
+        self._progress = progress
+        self.cached = 0
+        self.downloaded = 0
+
+    def __call__(self, message: str) -> None:
+        if message.startswith("using cached "):
+            self.cached += 1
+        elif message.startswith("downloading "):
+            self.downloaded += 1
+            self._progress(f"agents layer: {message}")
+        elif message.startswith("agents tree: "):
+            wheels = f"{self.cached + self.downloaded} locked wheels"
+            if self.downloaded:
+                wheels += f" ({self.downloaded} downloaded)"
+            self._progress(f"agents layer: {wheels} + hats, {message[len('agents tree: ') :]}")
+
+
+def _tree_keys(tree: EffectiveTree) -> tuple[int | None, str | None]:
+    """The number of keys in the tree's key file and the unit's share type (None: unknown)."""
+    entry = tree.resolve(KEY_FILE)
+    keys: int | None = None
+    if entry is not None and entry.data is not None:
+        try:
+            keys = len(parse_key_file(entry.data, "/" + KEY_FILE))
+        except HatsError:
+            keys = None
+    unit = tree.lookup(f"etc/systemd/system/{ORCHESTRATOR_UNIT}")
+    share = share_type_of(unit.data) if unit is not None and unit.data is not None else None
+    return keys, share
+
+
+def lint_gate(options: BuildOptions, tree: EffectiveTree) -> list[Finding]:
+    """Lint ``tree``; raise :class:`LintFailed` on an error not allowed; the findings kept.
+
+    Warnings whose code is in ``lint_allow`` are dropped from the result.
+    """
+    findings = lint(tree, allow_test_keys=options.allow_test_keys)
+    fatal = [f for f in findings if f.severity == "error" and f.code not in options.lint_allow]
+    if fatal:
+        first = fatal[0]
+        more = f" (and {len(fatal) - 1} more)" if len(fatal) > 1 else ""
+        target = options.output if options.output != Path() else "image"
+        raise LintFailed(
+            f"{target}: not written: {first.path}: {first.message} "
+            f"[{first.code}]{more}; --lint-allow {first.code} accepts it"
+        )
+    return [f for f in findings if f.severity == "error" or f.code not in options.lint_allow]
+
+
+def _plan(
+    options: BuildOptions, layers: list[Layer], base_label: str, progress: Callable[[str], None]
+) -> BuildPlan:
+    """Compose without compressing: the tree, its lint, the tar size of every layer."""
+    progress("checking the inputs (composing without compression)")
+    writer = TarWriter(lambda _data: None)
+    marks: list[tuple[str, int]] = []
+    tree = compose(layers, writer, on_layer=lambda name: marks.append((name, writer.offset)))
+    ends = [offset for _, offset in marks[1:]] + [writer.offset]
+    sizes = [(name, end - start) for (name, start), end in zip(marks, ends, strict=True)]
+    findings = lint_gate(options, tree)
+    keys, share = _tree_keys(tree)
+    return BuildPlan(
+        base=base_label,
+        layers=sizes,
+        tar_size=writer.offset,
+        tree=tree,
+        findings=findings,
+        keys=keys,
+        share_type=share,
+        outputs=_outputs(options),
+    )
+
+
+def check_build(
+    options: BuildOptions, progress: Callable[[str], None] = lambda _msg: None
+) -> BuildPlan:
+    """Every check of a build, and what it would write; no output, no compression."""
+    with plan_layers(options, progress) as (layers, base_label):
+        return _plan(options, layers, base_label, progress)
 
 
 def _nullcontext() -> contextlib.AbstractContextManager[BinaryIO | None]:
@@ -277,9 +511,18 @@ def build_image(
     options: BuildOptions,
     progress: Callable[[str], None] = lambda _msg: None,
     on_bytes: Callable[[int], None] | None = None,
+    on_plan: Callable[[BuildPlan], None] | None = None,
 ) -> BuildResult:
-    """Build the image described by ``options``; see the module docstring."""
+    """Build the image described by ``options``; see the module docstring.
+
+    ``on_plan`` gets the plan (its ``tar_size`` is the total ``on_bytes`` counts
+    to) before compression starts.
+    """
     with plan_layers(options, progress) as (layers, base_label):
+        plan = _plan(options, layers, base_label, progress)
+        if on_plan is not None:
+            on_plan(plan)
+        _make_output_dirs(options)
         cache = _block_cache(options)
         tar_ctx = atomic_output(options.tar_output) if options.tar_output else _nullcontext()
         with atomic_output(options.output) as xz_file, tar_ctx as tar_file:
@@ -294,17 +537,7 @@ def build_image(
             sink.close()
             if isinstance(sink, ParallelXzSink):
                 _report_blocks(sink.stats, cache, progress)
-            findings = lint(tree, allow_test_keys=options.allow_test_keys)
-            fatal = [
-                f for f in findings if f.severity == "error" and f.code not in options.lint_allow
-            ]
-            if fatal:
-                first = fatal[0]
-                more = f" (and {len(fatal) - 1} more)" if len(fatal) > 1 else ""
-                raise LintFailed(
-                    f"{options.output}: not written: {first.path}: {first.message} "
-                    f"[{first.code}]{more}; --lint-allow {first.code} accepts it"
-                )
+            findings = lint_gate(options, tree)  # the safety net: same tree as the plan's
     result = BuildResult(
         path=options.output,
         sha256=sink.xz_sha256.hexdigest(),
@@ -323,8 +556,17 @@ def build_image(
         write_bytes_atomic(options.manifest, manifest_json(result).encode())
         result.manifest_path = options.manifest
     if options.sums is not None:
-        update_sums(options.sums, sums_name(options.output), result.sha256)
+        form = options.sums_format or existing_sums_form(options.sums) or "reference"
+        name = (
+            sums_name(options.output)
+            if form == "reference"
+            else os.path.relpath(options.output, options.sums.parent)
+        )
+        update_sums(options.sums, name, result.sha256, form)
         result.sums_path = options.sums
+    if options.digest_file is not None:
+        write_bytes_atomic(options.digest_file, f"sha256:{result.sha256}".encode())
+        result.digest_file_path = options.digest_file
     return result
 
 
@@ -372,9 +614,12 @@ def manifest_json(result: BuildResult) -> str:
 __all__ = [
     "BuildError",
     "BuildOptions",
+    "BuildPlan",
     "BuildResult",
     "FilesLayer",
     "LayerSpec",
     "LintFailed",
     "build_image",
+    "check_build",
+    "settings_json",
 ]

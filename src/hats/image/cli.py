@@ -2,16 +2,22 @@
 
 A thin shell: options are parsed into :class:`~hats.image.build.BuildOptions`
 or passed to the pure readers; everything else lives in the modules.
-With ``--json`` the last line on stdout is one JSON object.
+With ``--json`` stdout holds one JSON document and nothing else (logs go to
+stderr). ``diff`` and ``verify`` exit 0 (same / matches), 1 (differs / does
+not match) or 2 (error).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import sys
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,8 +26,14 @@ from hats.image.blockcache import DEFAULT_MAX_SIZE
 from hats.image.compose import read_tree
 from hats.image.compress import open_decompressed
 from hats.image.lint import Finding, lint
-from hats.image.spec import SpecError, load_spec, parse_mode
-from hats.image.sums import check_digest, file_sha256, parse_sums, policy_image_digests
+from hats.image.spec import SpecError, parse_mode
+from hats.image.sums import (
+    SUMS_FORMATS,
+    check_digest,
+    file_sha256,
+    parse_sums_lines,
+    policy_image_digests,
+)
 from hats.image.tarstream import TarReader
 from hats.image.tree import EffectiveTree, Entry, normalize
 from hats.image.units import SHARE_TYPES
@@ -29,7 +41,7 @@ from hats.image.xzparallel import RECOMMENDED_BLOCK_SIZE, check_block_size, pars
 from hats.textsafe import printable
 
 if TYPE_CHECKING:  # imported where used: `hats image --help` does not load the builder or rich
-    from hats.image.build import BuildOptions, LayerSpec
+    from hats.image.build import BuildOptions, BuildPlan, LayerSpec
 
 PathArg = click.Path(path_type=Path)
 ExistingFile = click.Path(path_type=Path, exists=False, dir_okay=False)
@@ -41,30 +53,133 @@ def image_group() -> None:
 
 
 def _emit_json(document: object) -> None:
+    """The one JSON document of a ``--json`` command, alone on stdout."""
     click.echo(json.dumps(document, sort_keys=True))
 
 
+@contextlib.contextmanager
+def _errors_exit_2() -> Iterator[None]:
+    """For commands whose exit 1 means "differs": an error exits 2."""
+    try:
+        yield
+    except HatsError as exc:
+        exc.exit_code = 2
+        raise
+
+
 def _parse_layer(value: str) -> LayerSpec:
-    """``SOURCE[:DEST[:MODE]]`` (DEST defaults to ``/``)."""
+    """``SOURCE[:/DEST[:MODE]]`` (DEST defaults to ``/``; a path that exists is a SOURCE)."""
     from hats.image.build import LayerSpec
 
+    if ":" not in value or Path(value).exists():
+        return LayerSpec(source=Path(value))
     parts = value.split(":")
     mode: int | None = None
-    if len(parts) >= 3 and parts[-1].isdigit():
+    if len(parts) >= 3 and re.fullmatch(r"[0-7]{3,4}", parts[-1]):
         mode = parse_mode(parts.pop(), f"--layer {value}")
-    dest = parts.pop() if len(parts) >= 2 and parts[-1].startswith("/") else "/"
-    return LayerSpec(source=Path(":".join(parts)), dest=dest, mode=mode)
+    dest = parts.pop()
+    source = ":".join(parts)
+    if not dest.startswith("/"):
+        raise click.BadParameter(
+            f"{value!r}: the destination {dest!r} must be an absolute path (e.g. {source}:/{dest})",
+            param_hint="--layer",
+        )
+    return LayerSpec(source=Path(source), dest=dest, mode=mode)
 
 
-def _progress(quiet: bool) -> Callable[[str], None]:
-    def report(message: str) -> None:
-        if not quiet:
+class _Reporter:
+    """Log lines and compression progress on stderr (see :mod:`hats.image.progress`).
+
+    On a terminal: one rich console, the log lines above a bar with total,
+    percentage and ETA. Otherwise: plain ``hats: …`` lines, progress every
+    10% or ~10 s. Quiet: nothing.
+    """
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.terminal = not quiet and sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+        self._plain: Any = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[_Reporter]:
+        if not self.terminal:
+            yield self
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        with Progress(
+            TextColumn("hats: compressing"),
+            BarColumn(),
+            TaskProgressColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            self._bar = bar
+            try:
+                yield self
+            finally:
+                self._bar = None
+
+    def log(self, message: str) -> None:
+        if self.quiet:
+            return
+        if self._bar is not None:
+            self._bar.console.print(f"hats: {message}", markup=False, highlight=False)
+        else:
             click.echo(f"hats: {message}", err=True)
 
-    return report
+    def start(self, total: int) -> None:
+        if self.quiet:
+            return
+        if self._bar is not None:
+            self._task = self._bar.add_task("build", total=total)
+        else:
+            from hats.image.progress import PlainProgress
+
+            self._plain = PlainProgress(total, self.log)
+
+    def advance(self, size: int) -> None:
+        if self._task is not None:
+            self._bar.advance(self._task, size)
+        elif self._plain is not None:
+            self._plain.advance(size)
 
 
-@image_group.command("build")
+def _warning_summary(findings: list[Finding]) -> str | None:
+    counts = Counter(f.code for f in findings if f.severity == "warning")
+    if not counts:
+        return None
+    total = sum(counts.values())
+    parts = ", ".join(f"{n} {code}" for code, n in sorted(counts.items()))
+    return (
+        f"{total} lint warning(s) ({parts}); `hats image lint` lists them, "
+        "--lint-allow CODE hides a code"
+    )
+
+
+_SPEC_HELP = (
+    "Give the options, or a TOML SPEC file holding them (every key: docs/SPEC.md "
+    "in the hats sources); options given with a SPEC override it, list options "
+    "(--layer, --orchestrator-flag, --lint-allow) add to its lists."
+)
+
+
+@image_group.command("build", epilog="Spec file format: docs/SPEC.md")
 @click.argument("spec", required=False, type=PathArg)
 @click.option("--base", type=PathArg, help="Base root: tar, tar.gz/xz/zst or directory.")
 @click.option("--tvs-keys", type=PathArg, help="tvs_public_keys.txt to put in /hats/.")
@@ -76,12 +191,32 @@ def _progress(quiet: bool) -> Callable[[str], None]:
 @click.option("--syslogd", type=PathArg, help="oak_containers_syslogd binary.")
 @click.option("--orchestrator-unit", type=PathArg, help="Use this unit file verbatim.")
 @click.option("--syslogd-unit", type=PathArg, help="Use this unit file verbatim.")
-@click.option("--layer", multiple=True, help="Extra layer SOURCE[:DEST[:MODE]] (repeat).")
-@click.option("-o", "--output", type=PathArg, help="Output .tar.xz.")
+@click.option(
+    "--layer",
+    multiple=True,
+    metavar="SOURCE[:/DEST[:MODE]]",
+    help="Extra layer (repeat); DEST must be absolute, default /.",
+)
+@click.option("-o", "--output", type=PathArg, help="Output .tar.xz (directories are created).")
 @click.option("--tar", "tar_output", type=PathArg, help="Also write the uncompressed tar.")
 @click.option("--manifest", type=PathArg, help="Write a JSON manifest of every path.")
 @click.option("--sums", type=PathArg, help="Add/replace this image's line in SHA256SUMS.")
-@click.option("--lint-allow", multiple=True, help="Lint error code not to fail on (repeat).")
+@click.option(
+    "--sums-format",
+    type=click.Choice(SUMS_FORMATS),
+    help="SHA256SUMS form: reference '<hex> <name>' or gnu '<hex>  <file>' (sha256sum -c) "
+    "[default: the file's form, else reference].",
+)
+@click.option(
+    "--digest-file",
+    type=PathArg,
+    help="Write the image digest here as sha256:HEX (like docker --iidfile).",
+)
+@click.option(
+    "--lint-allow",
+    multiple=True,
+    help="Lint error code not to fail on, or warning code not to report (repeat).",
+)
 @click.option(
     "--allow-test-keys",
     is_flag=True,
@@ -111,7 +246,17 @@ def _progress(quiet: bool) -> Callable[[str], None]:
     metavar="SIZE",
     help=f"Evict least recently used blocks above this [default: {DEFAULT_MAX_SIZE >> 30}GiB].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary last.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Dry run: every input check and lint, and what would be built; no output, no compression.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document on stdout (with the merged settings); logs go to stderr.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def build_command(
     spec: Path | None,
@@ -130,6 +275,8 @@ def build_command(
     tar_output: Path | None,
     manifest: Path | None,
     sums: Path | None,
+    sums_format: str | None,
+    digest_file: Path | None,
     lint_allow: tuple[str, ...],
     allow_test_keys: bool,
     cache_dir: Path | None,
@@ -138,105 +285,110 @@ def build_command(
     block_cache_dir: Path | None,
     no_block_cache: bool,
     block_cache_max_size: str | None,
+    check: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
     """Compose a HATs system image (reference layout, xz -T1 -6 bytes).
 
-    Give the options, or a TOML SPEC file holding them. With --xz-block-size
-    the image is compressed in parallel as multi-block xz (other bytes than
-    the reference's, as reproducible), reusing unchanged blocks of earlier
-    builds from a block cache.
+    Give the options, or a TOML SPEC file holding them (every key, with its
+    type, default and an example: docs/SPEC.md); options given with a SPEC
+    override its values, and the list options (--layer, --orchestrator-flag,
+    --lint-allow) add to its lists. With --xz-block-size the image is
+    compressed in parallel as multi-block xz (other bytes than the
+    reference's, as reproducible), reusing unchanged blocks of earlier builds
+    from a block cache. --check runs every check and says what would be
+    built, without writing or compressing anything.
     """
-    from hats.image.build import BuildOptions, build_image
+    from hats.fsio import unwind_on_signals
+    from hats.image.build import build_image, check_build, settings_json
+    from hats.image.spec import merge_settings, options_from_settings, read_spec
 
-    if spec is not None:
-        exclusive = {
-            "--base": base,
-            "--tvs-keys": tvs_keys,
-            "--secret-share-type": secret_share_type,
-            "--tvs-heartbeat-frequency": tvs_heartbeat_frequency,
-            "--orchestrator-flag": orchestrator_flag,
-            "--orchestrator": orchestrator,
-            "--agent": agent,
-            "--syslogd": syslogd,
-            "--orchestrator-unit": orchestrator_unit,
-            "--syslogd-unit": syslogd_unit,
-            "--layer": layer,
-            "--lint-allow": lint_allow,
-        }
-        given = [flag for flag, value in exclusive.items() if value not in (None, ())]
-        if given:
-            raise click.UsageError(
-                f"{given[0]} cannot be combined with a spec file; put it in {spec}"
-            )
-        build = load_spec(spec)
-    else:
-        if tvs_keys is None or secret_share_type is None:
-            raise click.UsageError("--tvs-keys and --secret-share-type are required (or a SPEC)")
-        build = BuildOptions(
-            output=Path(),
-            tvs_keys=tvs_keys,
-            secret_share_type=secret_share_type,
-            base=base,
-            tvs_heartbeat_frequency=tvs_heartbeat_frequency,
-            orchestrator_flags=orchestrator_flag,
-            orchestrator=orchestrator,
-            agent=agent,
-            syslogd=syslogd,
-            orchestrator_unit=orchestrator_unit,
-            syslogd_unit=syslogd_unit,
-            layers=tuple(_parse_layer(v) for v in layer),
-            lint_allow=lint_allow,
+    given: dict[str, Any] = {
+        "base": base,
+        "tvs_keys": tvs_keys,
+        "secret_share_type": secret_share_type,
+        "tvs_heartbeat_frequency": tvs_heartbeat_frequency,
+        "orchestrator_flags": orchestrator_flag,
+        "orchestrator": orchestrator,
+        "agent": agent,
+        "syslogd": syslogd,
+        "orchestrator_unit": orchestrator_unit,
+        "syslogd_unit": syslogd_unit,
+        "layers": tuple(_parse_layer(v) for v in layer),
+        "lint_allow": lint_allow,
+        "output": output,
+        "tar_output": tar_output,
+        "manifest": manifest,
+        "sums": sums,
+        "sums_format": sums_format,
+        "digest_file": digest_file,
+        "allow_test_keys": allow_test_keys or None,
+        "cache_dir": cache_dir,
+    }
+    given = {k: v for k, v in given.items() if v not in (None, ())}
+    settings = merge_settings(read_spec(spec), given) if spec is not None else given
+    if settings.get("tvs_keys") is None or settings.get("secret_share_type") is None:
+        raise click.UsageError(
+            "--tvs-keys and --secret-share-type are required (or tvs_keys and "
+            "secret_share_type in a SPEC)"
         )
-    if output is not None:
-        build.output = output
+    build = options_from_settings(settings, str(spec) if spec else "options")
+    _xz_options(build, xz_block_size, jobs, block_cache_dir, no_block_cache, block_cache_max_size)
+    reporter = _Reporter(quiet)
+    if check:
+        with unwind_on_signals():
+            plan = check_build(build, progress=reporter.log)
+        if as_json:
+            _emit_json({"check": True, "settings": settings_json(build), "plan": plan.to_json()})
+        else:
+            _print_plan(plan, build.output)
+        return
     if build.output == Path():
         raise click.UsageError("no output: give -o OUT.tar.xz (or output in the spec)")
-    build.tar_output = tar_output or build.tar_output
-    build.manifest = manifest or build.manifest
-    build.sums = sums or build.sums
-    build.cache_dir = cache_dir
-    build.allow_test_keys = build.allow_test_keys or allow_test_keys
-    _xz_options(build, xz_block_size, jobs, block_cache_dir, no_block_cache, block_cache_max_size)
-    for path in (build.output, build.tar_output, build.manifest, build.sums):
-        if path is not None and not path.parent.exists():
-            try:
-                path.parent.mkdir(parents=True)
-            except OSError as exc:
-                raise HatsError(f"{path}: cannot create directory: {exc.strerror}") from None
-    report = _progress(quiet)
-    if quiet or not sys.stderr.isatty():
-        result = build_image(build, progress=report)
-    else:
-        from rich.console import Console
-        from rich.progress import (
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TransferSpeedColumn,
+    with unwind_on_signals(), reporter.running():
+        result = build_image(
+            build,
+            progress=reporter.log,
+            on_bytes=reporter.advance if not quiet else None,
+            on_plan=lambda plan: reporter.start(plan.tar_size),
         )
-
-        with Progress(
-            TextColumn("hats: composing and compressing"),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as bar:
-            task = bar.add_task("build", total=None)
-            result = build_image(build, progress=report, on_bytes=lambda n: bar.advance(task, n))
-    warnings = [f for f in result.findings if f.severity == "warning"]
-    if warnings and not quiet:
+    summary = _warning_summary(result.findings)
+    if summary is not None and not quiet:
         click.echo(
-            f"hats: {len(warnings)} lint warning(s); `hats image lint {result.path}` lists them",
+            f"hats: {summary.replace('hats image lint', f'hats image lint {result.path}')}",
             err=True,
         )
-    click.echo(f"{result.sha256}  {result.path}")
     if as_json:
-        _emit_json(result.to_json())
+        _emit_json({**result.to_json(), "settings": settings_json(build)})
+    else:
+        click.echo(f"{result.sha256}  {result.path}")
+
+
+def _print_plan(plan: BuildPlan, output: Path) -> None:
+    from hats.image.progress import human_size
+
+    click.echo(printable(f"base: {plan.base}"))
+    click.echo("layers:")
+    for name, size in plan.layers:
+        click.echo(printable(f"  {name:<20} {human_size(size):>10}"))
+    click.echo(
+        f"tar: {human_size(plan.tar_size)} ({plan.tar_size} bytes), {plan.tree.member_count} "
+        f"members, {len(plan.tree.entries)} paths"
+    )
+    keys = "unreadable" if plan.keys is None else str(plan.keys)
+    click.echo(f"keys: {keys}, secret share type {plan.share_type or 'unknown'}")
+    errors = [f for f in plan.findings if f.severity == "error"]
+    for finding in errors:
+        click.echo(f"allowed {finding}")
+    click.echo(
+        f"lint: {len(errors)} allowed error(s); {_warning_summary(plan.findings) or '0 warnings'}"
+    )
+    if plan.outputs:
+        click.echo(printable("would write: " + ", ".join(str(p) for p in plan.outputs)))
+    else:
+        click.echo("would write: nothing (no -o given)")
+    click.echo("OK: every check passed; nothing written, nothing compressed (--check)")
 
 
 def _xz_options(
@@ -343,14 +495,54 @@ def _comparable(entry: Entry) -> dict[str, object]:
 @image_group.command("diff")
 @click.argument("first", type=ExistingFile)
 @click.argument("second", type=ExistingFile)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def diff_command(first: Path, second: Path, as_json: bool) -> None:
-    """Differences between two images' effective trees; exit 1 when they differ.
+    """Differences between two images; exit 0 same, 1 different, 2 error.
 
-    Ownership is ignored (stage1 ignores it); type, mode, size, content,
-    link target, device numbers and mtime are compared.
+    The effective trees are compared first (what stage1 unpacks): type,
+    mode, size, content, link target, device numbers and mtime; ownership is
+    ignored, as stage1 ignores it. Images whose bytes differ are never "the
+    same": with equal trees, the reasons the bytes differ are named
+    (compression layout, block size, tar padding, ownership, ...).
     """
-    a, b = load_tree(first), load_tree(second)
+    from hats.image.bytesdiff import explain, read_image
+
+    with _errors_exit_2():
+        a, facts_a = read_image(first)
+        b, facts_b = read_image(second)
+    changes = _tree_changes(a, b)
+    reasons = explain(facts_a, facts_b)
+    identical = facts_a.sha256 == facts_b.sha256
+    if as_json:
+        _emit_json(
+            {
+                "first": str(first),
+                "second": str(second),
+                "sha256": [facts_a.sha256, facts_b.sha256],
+                "identical": identical,
+                "trees_equal": not changes,
+                "changes": changes,
+                "byte_differences": reasons,
+            }
+        )
+    else:
+        for change in changes:
+            detail = f" ({', '.join(change['fields'])})" if "fields" in change else ""  # type: ignore[arg-type]
+            marks = {"added": "+", "removed": "-", "changed": "~"}
+            click.echo(printable(f"{marks[str(change['change'])]} {change['path']}{detail}"))
+        if identical:
+            click.echo(f"no differences: the files are identical (sha256 {facts_a.sha256})")
+        elif not changes:
+            click.echo(
+                "the effective trees are equal, but the bytes differ "
+                f"(sha256 {facts_a.sha256} vs {facts_b.sha256}):"
+            )
+            for reason in reasons:
+                click.echo(printable(f"  {reason}"))
+    raise click.exceptions.Exit(0 if identical else 1)
+
+
+def _tree_changes(a: EffectiveTree, b: EffectiveTree) -> list[dict[str, object]]:
     changes: list[dict[str, object]] = []
     for path in sorted(set(a.entries) | set(b.entries)):
         old, new = a.entries.get(path), b.entries.get(path)
@@ -374,25 +566,53 @@ def diff_command(first: Path, second: Path, as_json: bool) -> None:
                         "new": after,
                     }
                 )
-    if as_json:
-        _emit_json({"first": str(first), "second": str(second), "changes": changes})
+    return changes
+
+
+def _sums_entry(sums: Path, image: Path, name: str | None) -> tuple[str, str]:
+    """The digest ``sums`` lists for ``image`` and the name it is listed under."""
+    from hats.image.build import sums_name
+
+    try:
+        lines = parse_sums_lines(sums.read_text(), str(sums))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HatsError(f"{sums}: cannot read: {exc}") from None
+    if name is not None:
+        found = [line for line in lines if line.name == name]
     else:
-        for change in changes:
-            detail = f" ({', '.join(change['fields'])})" if "fields" in change else ""  # type: ignore[arg-type]
-            marks = {"added": "+", "removed": "-", "changed": "~"}
-            click.echo(printable(f"{marks[str(change['change'])]} {change['path']}{detail}"))
-        if not changes:
-            click.echo("no differences")
-    raise click.exceptions.Exit(1 if changes else 0)
+        relative = os.path.relpath(image, sums.parent)
+        found = [
+            line
+            for line in lines
+            if (line.form == "reference" and line.name == sums_name(image))
+            or (line.form == "gnu" and line.name in (relative, str(image)))
+        ]
+        if not found:
+            found = [
+                line for line in lines if line.form == "gnu" and Path(line.name).name == image.name
+            ]
+    if not found:
+        wanted = name or f"{sums_name(image)!r} or {image.name!r}"
+        names = ", ".join(sorted(line.name for line in lines)) or "none"
+        raise HatsError(f"{sums}: no line for {wanted} (names: {names})")
+    if len(found) > 1:
+        raise HatsError(
+            f"{sums}: {len(found)} lines could be {image.name} "
+            f"({', '.join(line.name for line in found)}); choose one with --name"
+        )
+    return found[0].digest, found[0].name
 
 
 @image_group.command("verify")
 @click.argument("image", type=ExistingFile)
-@click.option("--sha256", "expected", help="Expected SHA-256 of the .tar.xz.")
-@click.option("--sums", type=PathArg, help="SHA256SUMS file (reference format).")
-@click.option("--name", help="Name in SHA256SUMS (default: file name without .tar.xz).")
+@click.option("--sha256", "expected", help="Expected SHA-256 of the .tar.xz (HEX or sha256:HEX).")
+@click.option("--sums", type=PathArg, help="SHA256SUMS file (reference or sha256sum form).")
+@click.option(
+    "--name",
+    help="Name in SHA256SUMS (default: the file name without .tar.xz, or the file name).",
+)
 @click.option("--policy", type=PathArg, help="Text-format AppraisalPolicies.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def verify_command(
     image: Path,
     expected: str | None,
@@ -403,40 +623,46 @@ def verify_command(
 ) -> None:
     """Check the image's digest against a hash, SHA256SUMS or a policy.
 
-    Exit 0 when it matches, 1 when it does not.
+    Exit 0 when it matches, 1 when it does not, 2 on an error.
     """
     if sum(x is not None for x in (expected, sums, policy)) != 1:
         raise click.UsageError("give exactly one of --sha256, --sums, --policy")
-    actual = file_sha256(image)
-    if expected is not None:
-        wanted = [check_digest(expected, "--sha256")]
-        source = "--sha256"
-    elif sums is not None:
-        try:
-            table = parse_sums(sums.read_text(), str(sums))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise HatsError(f"{sums}: cannot read: {exc}") from None
-        from hats.image.build import sums_name
-
-        key = name or sums_name(image)
-        if key not in table:
-            raise HatsError(f"{sums}: no line for {key!r} (names: {', '.join(sorted(table))})")
-        wanted = [table[key]]
-        source = f"{sums} ({key})"
-    else:
-        assert policy is not None
-        try:
-            wanted = policy_image_digests(policy.read_text(), str(policy))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise HatsError(f"{policy}: cannot read: {exc}") from None
-        source = f"{policy} ({len(wanted)} polic{'y' if len(wanted) == 1 else 'ies'})"
+    with _errors_exit_2():
+        actual = file_sha256(image)
+        if expected is not None:
+            wanted = [check_digest(expected, "--sha256")]
+            source = "--sha256"
+        elif sums is not None:
+            digest, key = _sums_entry(sums, image, name)
+            wanted = [digest]
+            source = f"{sums} ({key})"
+        else:
+            assert policy is not None
+            try:
+                wanted = policy_image_digests(policy.read_text(), str(policy))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise HatsError(f"{policy}: cannot read: {exc}") from None
+            source = f"{policy} ({len(wanted)} polic{'y' if len(wanted) == 1 else 'ies'})"
     ok = actual in wanted
     if as_json:
-        _emit_json({"image": str(image), "sha256": actual, "expected": wanted, "match": ok})
+        _emit_json(
+            {
+                "image": str(image),
+                "sha256": actual,
+                "actual": actual,
+                "expected": wanted,
+                "source": source,
+                "match": ok,
+            }
+        )
     elif ok:
         click.echo(f"OK: {image} sha256 {actual} matches {source}")
     else:
-        click.echo(f"MISMATCH: {image} sha256 {actual} is not in {source}", err=True)
+        expected_text = wanted[0] if len(wanted) == 1 else "one of " + ", ".join(wanted)
+        click.echo(
+            f"MISMATCH: {image}: expected sha256 {expected_text} ({source}), actual {actual}",
+            err=True,
+        )
     raise click.exceptions.Exit(0 if ok else 1)
 
 
