@@ -85,3 +85,29 @@ def log_to_stderr(name: str, prefix: str) -> logging.Logger:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return logger
+
+
+class Digest(click.ParamType[str]):
+    """A digest option: ``HEX`` or ``ALGO:HEX`` (``sha256:…``, ``sha384:…``), lowercased."""
+
+    def __init__(self, algorithm: str = "sha256") -> None:
+        self.algorithm = algorithm
+        self.digits = {"sha256": 64, "sha384": 96}[algorithm]
+        self.name = f"{algorithm} digest"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return f"[{self.algorithm}:]HEX"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        prefix = f"{self.algorithm}:"
+        if text.lower().startswith(prefix):
+            text = text[len(prefix) :]
+        if len(text) != self.digits or any(c not in "0123456789abcdefABCDEF" for c in text):
+            self.fail(
+                f"expected {self.digits} hex digits or {prefix}HEX (a {self.algorithm.upper()}"
+                f" digest), got {len(text)} characters",
+                param,
+                ctx,
+            )
+        return text.lower()

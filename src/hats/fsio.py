@@ -135,6 +135,22 @@ def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         raise
 
 
+def make_parent_dirs(path: Path) -> None:
+    """Create ``path``'s missing parent directories (every ``-o`` does, as ``image build``).
+
+    Raises :class:`OutputError` (one line) when a file is in the way or the
+    directory cannot be made.
+    """
+    parent = path.parent
+    if parent.is_dir():
+        return
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+        raise OutputError(f"{path}: cannot create its directory {parent}: {reason}") from None
+
+
 def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_output(path, mode) as handle:

@@ -89,4 +89,5 @@ def test_policy_from_the_build_accepts_that_image_only(tmp_path: Path) -> None:
         str(policy),
         "--no-policy-signature",
     )
-    assert strict.returncode == 1 and "Traceback" not in strict.stderr
+    # An insecure policy without --accept-insecure cannot be used: an error (2), not a mismatch.
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr

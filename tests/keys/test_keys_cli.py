@@ -277,9 +277,16 @@ def test_gen_same_output_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert not Path(path).exists()
 
 
-def test_gen_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_gen_missing_directory_is_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 15: -o into a missing directory creates it, as every command does.
     target = tmp_path / "no" / "such" / "tvs.key"
-    code, out, err = run(["keys", "gen", "--private-out", str(target)], capsys)
+    code, _, _ = run(["keys", "gen", "--private-out", str(target)], capsys)
+    assert code == 0 and target.stat().st_mode & 0o777 == 0o600
+    (tmp_path / "file").write_text("")
+    blocked = tmp_path / "file" / "sub" / "tvs.key"
+    code, out, err = run(["keys", "gen", "--private-out", str(blocked)], capsys)
     assert code == 1
     assert out == "" and err.startswith("hats: error: ") and err.count("\n") == 1
 

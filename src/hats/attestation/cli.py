@@ -53,8 +53,9 @@ import hats
 from hats.attestation import cose, dice, measure, policy, provenance, verify
 from hats.attestation.amd import certs as amd_certs
 from hats.attestation.errors import AttestationError, EvidenceFormatError, PolicyError
+from hats.cliopts import Digest
 from hats.errors import HatsError
-from hats.fsio import write_bytes_atomic
+from hats.fsio import make_parent_dirs, write_bytes_atomic
 from hats.keys.keygen import private_key_from_hex
 from hats.pb.oak.attestation.v1 import evidence_pb2
 from hats.pb.pcit.tvs import appraisal_policies_pb2 as policies_pb2
@@ -258,7 +259,7 @@ def inspect_command(file: str, as_json: bool) -> None:
     "policy_path",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Text-format AppraisalPolicies.",
+    help="Text-format AppraisalPolicies (as `hats policy make` writes).",
 )
 @click.option(
     "--tee-certificate",
@@ -268,11 +269,13 @@ def inspect_command(file: str, as_json: bool) -> None:
 @click.option(
     "--amd-certs-dir",
     type=click.Path(file_okay=False),
-    help="Use ark_<product>.pem/ask_<product>.pem from DIR instead of the built-in AMD roots.",
+    help="Use ark_<product>.pem/ask_<product>.pem from DIR [default: the built-in AMD roots].",
 )
-@click.option("--now", help="Check certificate validity at this ISO 8601 time (default: now).")
+@click.option("--now", help="Check certificate validity at this ISO 8601 time [default: now].")
 @click.option(
     "--accept-insecure",
+    "--accept-insecure-policies",
+    "accept_insecure",
     is_flag=True,
     help="Accept insecure policies and TEE_PLATFORM_NONE evidence (no hardware root).",
 )
@@ -280,12 +283,27 @@ def inspect_command(file: str, as_json: bool) -> None:
     "--policy-signature/--no-policy-signature",
     default=True,
     show_default=True,
-    help="Require each policy's signature to verify under the reference policy key.",
+    help="Require each policy's signature to verify under the policy key.",
+)
+@click.option(
+    "--policy-public-key",
+    "--policy_public_key",
+    "policy_public_key",
+    metavar="PEM|HEX",
+    help="Verify policy signatures with this P-256 public key: a PEM file, or 130 hex digits"
+    " inline or in a file (`hats keys gen --public-out`) [default: the reference's key].",
 )
 @click.option(
     "--explain",
     is_flag=True,
     help="Print every policy value next to the evidence's, marking those that differ.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document on stdout (accepted, policy, reason, warnings; with"
+    " --explain every value); messages go to stderr.",
 )
 def verify_command(
     file: str,
@@ -295,20 +313,45 @@ def verify_command(
     now: str | None,
     accept_insecure: bool,
     policy_signature: bool,
+    policy_public_key: str | None,
     explain: bool,
+    as_json: bool,
 ) -> int:
-    """Verify FILE's evidence and match it against the policies; exit 0 if accepted."""
-    moment = _parse_now(now)
-    text = _read(policy_path, "policy").decode("utf-8", errors="replace")
-    policies = policy.load_policies(text, policy_path, accept_insecure=accept_insecure)
-    if policy_signature:
-        policy.verify_policy_signatures(policies, policy_path)
-    for warning in policy.open_cmdline_warnings(policies, policy_path):
+    """Verify FILE's evidence and match it against the policies.
+
+    Exit 0 when a policy accepts it, 1 when the evidence is rejected (it does
+    not verify or matches no policy), 2 on an error (an unreadable file, a
+    malformed policy or evidence file, a policy signature that does not
+    verify).
+
+    \b
+    Example:
+      hats evidence verify evidence.binarypb --policy policy.txtpb \\
+          --tee-certificate vcek.crt --policy-public-key policy-key.pub
+    """
+    from hats.attestation.policykey import describe_key, read_policy_public_key
+
+    try:
+        moment = _parse_now(now)
+        key = policy.REFERENCE_POLICY_KEY
+        if policy_public_key is not None:
+            key = read_policy_public_key(policy_public_key, "--policy-public-key")
+        text = _read(policy_path, "policy").decode("utf-8", errors="replace")
+        policies = policy.load_policies(text, policy_path, accept_insecure=accept_insecure)
+        if policy_signature:
+            policy.verify_policy_signatures(policies, policy_path, key)
+        warnings = policy.open_cmdline_warnings(policies, policy_path)
+        evidence = load_evidence(file)
+        vcek = None if tee_certificate is None else _read(tee_certificate, "TEE certificate")
+        roots = None if amd_certs_dir is None else amd_certs.load_amd_roots(Path(amd_certs_dir))
+    except HatsError as exc:
+        exc.exit_code = 2
+        raise
+    for warning in warnings:
         click.echo(f"hats: warning: {warning}", err=True)
-    evidence = load_evidence(file)
-    vcek = None if tee_certificate is None else _read(tee_certificate, "TEE certificate")
-    roots = None if amd_certs_dir is None else amd_certs.load_amd_roots(Path(amd_certs_dir))
     verified: verify.VerifiedEvidence | None = None
+    failure: AttestationError | None = None
+    index: int | None = None
     try:
         verified = verify.verify_evidence(
             evidence,
@@ -319,15 +362,72 @@ def verify_command(
         )
         index = policy.appraise(verified, policies, accept_insecure=accept_insecure)
     except AttestationError as exc:
+        failure = exc
+    if as_json:
+        document: dict[str, Any] = {
+            "file": file,
+            "policy_file": policy_path,
+            "accepted": failure is None,
+            "policy_index": index,
+            "policy_description": None if index is None else policies.policies[index].description,
+            "reason": None if failure is None else str(failure),
+            "policy_signature": (describe_key(key) if policy_signature else None),
+            "warnings": warnings,
+            "hats_version": hats.__version__,
+        }
         if explain:
-            _print_explanation(evidence, verified, policies, accept_insecure, str(exc))
-        raise type(exc)(f"{file}: rejected: {exc}") from None
-    if explain:
-        _print_explanation(evidence, verified, policies, accept_insecure, None)
+            document["explain"] = _explanation(evidence, verified, policies, accept_insecure)
+        click.echo(json.dumps(document, indent=2))
+    elif explain:
+        _print_explanation(
+            evidence, verified, policies, accept_insecure, None if failure is None else str(failure)
+        )
+    if failure is not None:  # exit 1: rejected (the message on stderr)
+        raise type(failure)(f"{file}: rejected: {failure}") from None
+    assert index is not None
+    if as_json:
+        return 0
     description = policies.policies[index].description
     suffix = f" ({description})" if description else ""
-    click.echo(f"{file}: accepted: policy {index}{suffix}")
+    click.echo(printable(f"{file}: accepted: policy {index}{suffix}"))
     return 0
+
+
+def _explanation(
+    evidence: evidence_pb2.Evidence,
+    verified: verify.VerifiedEvidence | None,
+    policies: policies_pb2.AppraisalPolicies,
+    accept_insecure: bool,
+) -> dict[str, Any]:
+    """``--explain --json``: every policy value next to the evidence's."""
+    if verified is not None:
+        measurements = verified.measurements
+    else:
+        try:
+            measurements = verify.extract_measurements(evidence)
+        except AttestationError as exc:
+            return {"verified": False, "error": str(exc), "policies": []}
+    return {
+        "verified": verified is not None,
+        "policies": [
+            {
+                "index": index,
+                "description": item.description,
+                "values": [
+                    {
+                        "field": row.field,
+                        "ok": row.ok,
+                        "policy": row.policy_value,
+                        "evidence": row.evidence_value,
+                    }
+                    for row in policy.explain_policy(
+                        measurements, item, accept_insecure=accept_insecure
+                    )
+                ],
+            }
+            for index, item in enumerate(policies.policies)
+        ],
+    }
 
 
 def _print_explanation(
@@ -374,6 +474,19 @@ def _parse_tcb(value: str) -> verify.Tcb:
     return verify.Tcb(*numbers)
 
 
+#: policy make: each value the policy needs → the options that give it.
+NEEDED_VALUES = {
+    "amd_sev.sha384": "--stage0 STAGE0_BIN --vcpus N --cpu-from EVIDENCE, or --amd-sha384 HEX",
+    "amd_sev.min_tcb_version": "--min-tcb B/T/S/M",
+    "kernel_image_sha256": "--kernel BZIMAGE or --kernel-image-sha256 HEX",
+    "kernel_setup_data_sha256": "--kernel BZIMAGE or --kernel-setup-data-sha256 HEX",
+    "init_ram_fs_sha256": "--initrd FILE or --init-ram-fs-sha256 HEX",
+    "memory_map_sha256": "--memory-map-sha256 HEX",
+    "acpi_table_sha256": "--acpi-table-sha256 HEX",
+    "kernel_cmd_line_regex": "--cmdline TEXT or --kernel-cmdline-regex REGEX",
+}
+
+
 @click.group("policy")
 def policy_group() -> None:
     """Make and check TVS appraisal policies (text-format AppraisalPolicies)."""
@@ -385,7 +498,12 @@ def policy_group() -> None:
     type=click.Path(dir_okay=False),
     help="The system image (.tar.xz) whose SHA-256 the policy requires.",
 )
-@click.option("--system-image-sha256", help="The system image's SHA-256 (hex) instead of the file.")
+@click.option(
+    "--system-image-sha256",
+    type=Digest(),
+    help="The system image's SHA-256 (HEX or sha256:HEX, as `image build --digest-file`"
+    " writes) instead of the file.",
+)
 @click.option(
     "--bundle",
     "bundles",
@@ -393,7 +511,13 @@ def policy_group() -> None:
     type=click.Path(dir_okay=False),
     help="An allowed container bundle (.tar); repeatable.",
 )
-@click.option("--bundle-sha256", "bundle_digests", multiple=True, help="An allowed bundle SHA-256.")
+@click.option(
+    "--bundle-sha256",
+    "bundle_digests",
+    multiple=True,
+    type=Digest(),
+    help="An allowed bundle's SHA-256 (HEX or sha256:HEX) instead of the file; repeatable.",
+)
 @click.option(
     "--stage0",
     type=click.Path(dir_okay=False),
@@ -416,9 +540,9 @@ def policy_group() -> None:
 @click.option(
     "--vmm",
     type=click.Choice(measure.VMM_TYPES),
-    help="With --stage0: the VMM (default qemu).",
+    help="With --stage0: the VMM [default: qemu].",
 )
-@click.option("--guest-features", help="With --stage0: SEV_FEATURES, hex (default 0x1).")
+@click.option("--guest-features", help="With --stage0: SEV_FEATURES, hex [default: 0x1].")
 @click.option(
     "--kernel",
     type=click.Path(dir_okay=False),
@@ -438,17 +562,42 @@ def policy_group() -> None:
     help="Copy the values not computed or given otherwise from this evidence (not verified):"
     " the ACPI and memory map digests depend on the VMM and machine and cannot be computed.",
 )
-@click.option("--amd-sha384", help="The AMD SEV-SNP launch measurement (hex).")
+@click.option(
+    "--amd-sha384",
+    type=Digest("sha384"),
+    help="The AMD SEV-SNP launch measurement (96 hex digits) instead of --stage0.",
+)
 @click.option(
     "--min-tcb",
     help="The minimum TCB: boot_loader/tee/snp/microcode[/fmc] (else the --like evidence's"
     " reported TCB; never guessed).",
 )
-@click.option("--kernel-image-sha256")
-@click.option("--kernel-setup-data-sha256")
-@click.option("--init-ram-fs-sha256")
-@click.option("--memory-map-sha256")
-@click.option("--acpi-table-sha256")
+@click.option(
+    "--kernel-image-sha256",
+    type=Digest(),
+    help="The kernel image digest stage0 measures (instead of --kernel).",
+)
+@click.option(
+    "--kernel-setup-data-sha256",
+    type=Digest(),
+    help="The kernel setup data digest stage0 measures (instead of --kernel).",
+)
+@click.option(
+    "--init-ram-fs-sha256",
+    type=Digest(),
+    help="The initial RAM disk digest (instead of --initrd).",
+)
+@click.option(
+    "--memory-map-sha256",
+    type=Digest(),
+    help="The E820 memory map digest stage0 measures (VMM- and machine-specific: usually"
+    " from --like).",
+)
+@click.option(
+    "--acpi-table-sha256",
+    type=Digest(),
+    help="The ACPI tables digest stage0 measures (VMM- and machine-specific: usually from --like).",
+)
 @click.option(
     "--kernel-cmdline-regex",
     help="Matched anywhere: anchor it with ^…$ (default with --like: the evidence's command"
@@ -460,12 +609,20 @@ def policy_group() -> None:
     help="Accept a --kernel-cmdline-regex that also matches a command line with extra stage1"
     " flags (e.g. '.*$', as the reference's policies): a host could then add --init=/bin/sh.",
 )
-@click.option("--insecure", is_flag=True, help="An insecure policy: no hardware root check.")
-@click.option("--description", default="", help="The policy's description.")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="An insecure policy: no hardware root check (no amd_sev values needed).",
+)
+@click.option(
+    "--description", default="", help="The policy's description (not signed) [default: none]."
+)
 @click.option(
     "--sign-key",
     type=click.Path(dir_okay=False),
-    help="Sign with this P-256 private key (a file holding 64 hex digits).",
+    help="Sign with this P-256 private key (a file holding 64 hex digits, as `hats keys gen"
+    " --private-out` writes); verify with its public key (--policy-public-key)"
+    " [default: unsigned].",
 )
 @click.option(
     "--json",
@@ -473,7 +630,13 @@ def policy_group() -> None:
     is_flag=True,
     help="Print one JSON object: the output, hats_version, every value with its provenance.",
 )
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The policy file to write (missing directories are created).",
+)
 def make_command(
     system_image: str | None,
     system_image_sha256: str | None,
@@ -511,11 +674,40 @@ def make_command(
     the --like evidence, in that order of preference; an artifact and an
     option for the same value is an error. The output lists every value with
     where it came from (also as comments at the top of the file).
+
+    Needed: the system image (--system-image or --system-image-sha256), at
+    least one bundle (--bundle or --bundle-sha256), and, unless --like
+    gives them: amd_sev.sha384 (--stage0 … or --amd-sha384) and
+    min_tcb_version (--min-tcb), both not with --insecure; the kernel and
+    setup data digests (--kernel or --kernel-image-sha256 and
+    --kernel-setup-data-sha256), the initrd digest (--initrd or
+    --init-ram-fs-sha256), --memory-map-sha256, --acpi-table-sha256 and the
+    command line (--cmdline or --kernel-cmdline-regex).
+
+    \b
+    Examples:
+      hats policy make --system-image IMAGE.tar.xz --bundle BUNDLE.tar \\
+          --like evidence.binarypb --sign-key policy.key -o policy.txtpb
+      hats policy make --system-image-sha256 sha256:HEX --bundle-sha256 HEX \\
+          --like dice.bin --insecure -o out/policy.txtpb
     """
-    if (system_image is None) == (system_image_sha256 is None):
-        raise click.UsageError("give exactly one of --system-image and --system-image-sha256")
-    if not bundles and not bundle_digests:
-        raise click.UsageError("give at least one --bundle or --bundle-sha256")
+    if system_image is not None and system_image_sha256 is not None:
+        raise click.UsageError("give one of --system-image and --system-image-sha256")
+    image_missing = system_image is None and system_image_sha256 is None
+    if image_missing or (not bundles and not bundle_digests):
+        needs = [
+            *(
+                ["system_image_sha256 (--system-image FILE or --system-image-sha256 HEX)"]
+                if image_missing
+                else []
+            ),
+            *(
+                ["container_binary_sha256 (--bundle FILE or --bundle-sha256 HEX, repeatable)"]
+                if not bundles and not bundle_digests
+                else []
+            ),
+        ]
+        raise click.UsageError(f"missing {'; '.join(needs)}: never copied from --like")
     for artifact, artifact_name, option, option_name in (
         (stage0, "--stage0", amd_sha384, "--amd-sha384"),
         (kernel, "--kernel", kernel_image_sha256, "--kernel-image-sha256"),
@@ -601,21 +793,15 @@ def make_command(
     if insecure:
         values.values.pop("amd_sev.sha384", None)
         values.values.pop("amd_sev.min_tcb_version", None)
-    needed = {
-        "amd_sev.sha384": "--stage0 or --amd-sha384",
-        "amd_sev.min_tcb_version": "--min-tcb",
-        "kernel_image_sha256": "--kernel or --kernel-image-sha256",
-        "kernel_setup_data_sha256": "--kernel or --kernel-setup-data-sha256",
-        "init_ram_fs_sha256": "--initrd or --init-ram-fs-sha256",
-        "memory_map_sha256": "--memory-map-sha256",
-        "acpi_table_sha256": "--acpi-table-sha256",
-        "kernel_cmd_line_regex": "--cmdline or --kernel-cmdline-regex",
-    }
+    needed = dict(NEEDED_VALUES)
     if insecure:
         del needed["amd_sev.sha384"], needed["amd_sev.min_tcb_version"]
-    missing = [options for name, options in needed.items() if not values.has(name)]
+    missing = [f"{name} ({options})" for name, options in needed.items() if not values.has(name)]
     if missing:
-        raise click.UsageError(f"missing {'; '.join(missing)} (or --like EVIDENCE)")
+        raise click.UsageError(
+            f"missing {len(missing)} value{'s' if len(missing) > 1 else ''}: {'; '.join(missing)};"
+            " or copy those from an evidence with --like EVIDENCE"
+        )
     regex = values.get("kernel_cmd_line_regex")
     risk = policy.cmdline_regex_risk(regex)
     if risk is not None:
@@ -676,6 +862,7 @@ def make_command(
         " (informative: not covered by the signature):"
     )
     text = header + policy.format_policies(policies)
+    make_parent_dirs(Path(output))
     write_bytes_atomic(Path(output), text.encode("utf-8"))
     signed = "signed" if sign_key is not None else "unsigned"
     if as_json:
@@ -762,3 +949,130 @@ def _put_stage0(
     if result.cpu is not None:
         how += f", CPU from {cpu_source}"
     values.put("amd_sev.sha384", result.sha384, provenance.Provenance("computed", stage0, how))
+
+
+# --- policy check ------------------------------------------------------------------------
+
+
+def describe_policy(item: policies_pb2.AppraisalPolicy) -> list[str]:
+    """What ``item`` accepts, in words: one line per rule, in the order they are matched."""
+    m = item.measurement
+    stage0 = m.stage0_measurement
+    lines: list[str] = []
+    if stage0.WhichOneof("type") == "amd_sev":
+        tcb = stage0.amd_sev.min_tcb_version
+        lines.append(
+            f"AMD SEV-SNP evidence (VCEK chain to AMD's roots) whose launch measurement is"
+            f" {stage0.amd_sev.sha384}, with a TCB of at least boot_loader {tcb.boot_loader},"
+            f" tee {tcb.tee}, snp {tcb.snp}, microcode {tcb.microcode}"
+        )
+    else:
+        lines.append(
+            "evidence from ANY platform, with no hardware root (insecure: only where insecure"
+            " policies are accepted)"
+        )
+    lines += [
+        f"a kernel image with SHA-256 {m.kernel_image_sha256} and setup data"
+        f" {m.kernel_setup_data_sha256}",
+        f"an initial RAM disk with SHA-256 {m.init_ram_fs_sha256}",
+        f"a memory map with SHA-256 {m.memory_map_sha256} and ACPI tables {m.acpi_table_sha256}",
+    ]
+    regex = m.kernel_cmd_line_regex
+    risk = policy.cmdline_regex_risk(regex)
+    anchored = "anchored" if risk is None else f"OPEN-ENDED: {risk}"
+    lines.append(f"a kernel command line matching {regex!r} ({anchored})")
+    lines.append(f"the system image with SHA-256 {m.system_image_sha256}")
+    bundles = list(m.container_binary_sha256)
+    noun = "bundle" if len(bundles) == 1 else f"one of {len(bundles)} bundles"
+    lines.append(f"a container {noun} with SHA-256 {', '.join(bundles)}")
+    return lines
+
+
+@policy_group.command("check")
+@click.argument("policy_file", metavar="POLICY", type=click.Path(dir_okay=False))
+@click.option(
+    "--public-key",
+    "--policy-public-key",
+    "public_key",
+    metavar="PEM|HEX",
+    help="Check the signatures with this P-256 public key: a PEM file, or 130 hex digits"
+    " inline or in a file [default: the reference's policy key].",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document on stdout: each policy, its signature and what it accepts.",
+)
+def check_command(policy_file: str, public_key: str | None, as_json: bool) -> int:
+    """Check a policy file: syntax, the loading rules, each signature, and what it accepts.
+
+    Exit 0 when every policy loads and its signature verifies under the key,
+    1 when a signature is missing or does not verify (a TVS with
+    --enable_policy_signature would refuse the file), 2 when the file cannot
+    be read or does not load.
+
+    \b
+    Examples:
+      hats policy check policy.txtpb
+      hats policy check policy.txtpb --public-key policy-key.pub
+    """
+    from hats.attestation.policykey import describe_key, read_policy_public_key
+
+    try:
+        key = policy.REFERENCE_POLICY_KEY
+        if public_key is not None:
+            key = read_policy_public_key(public_key, "--public-key")
+        text = _read(policy_file, "policy").decode("utf-8", errors="replace")
+        policies = policy.load_policies(text, policy_file, accept_insecure=True)
+    except HatsError as exc:
+        exc.exit_code = 2
+        raise
+    key_name = describe_key(key)
+    entries: list[dict[str, Any]] = []
+    for index, item in enumerate(policies.policies):
+        try:
+            policy.verify_policy_signature(item, key)
+        except PolicyError as exc:
+            signature = f"{'unsigned' if not item.signature else 'does not verify'} ({exc})"
+            signed_ok = False
+        else:
+            signature = f"verifies under {key_name}"
+            signed_ok = True
+        entries.append(
+            {
+                "index": index,
+                "description": item.description,
+                "insecure": item.measurement.stage0_measurement.WhichOneof("type") == "insecure",
+                "signature_ok": signed_ok,
+                "signature": signature,
+                "accepts": describe_policy(item),
+            }
+        )
+    ok = all(entry["signature_ok"] for entry in entries)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "file": policy_file,
+                    "public_key": key_name,
+                    "ok": ok,
+                    "policies": entries,
+                    "hats_version": hats.__version__,
+                },
+                indent=2,
+            )
+        )
+    else:
+        count = len(entries)
+        click.echo(printable(f"{policy_file}: {count} polic{'y' if count == 1 else 'ies'}"))
+        for entry in entries:
+            title = f" ({entry['description']})" if entry["description"] else ""
+            click.echo(printable(f"policy {entry['index']}{title}: signature {entry['signature']}"))
+            click.echo("  accepts:")
+            for line in entry["accepts"]:
+                click.echo(printable(f"    {line}"))
+    if not ok:
+        click.echo(f"hats: {policy_file}: not every signature verifies under {key_name}", err=True)
+        return 1
+    return 0

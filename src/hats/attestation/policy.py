@@ -138,12 +138,32 @@ def check_policy(
 
 
 def parse_policies(text: str, source: str) -> policies_pb2.AppraisalPolicies:
-    """Parse text-format ``AppraisalPolicies``; only syntax is checked."""
+    """Parse text-format ``AppraisalPolicies``; only syntax is checked.
+
+    Binary data (a control character other than tab and newlines, or an
+    undecodable byte shown as U+FFFD) is refused by its position, and a
+    syntax error names its line and column: neither echoes the file's text.
+    """
+    for number, line in enumerate(text.split("\n"), start=1):
+        for column, char in enumerate(line, start=1):
+            if char == "\ufffd" or (
+                (ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0) and char not in "\t\r"
+            ):
+                raise PolicyError(
+                    f"{source}: not a text-format AppraisalPolicies: binary data at line"
+                    f" {number}, column {column}"
+                )
     policies = policies_pb2.AppraisalPolicies()
     try:
         text_format.Parse(text, policies)
     except text_format.ParseError as exc:
-        raise PolicyError(f"{source}: not a text-format AppraisalPolicies: {exc}") from None
+        reason = re.sub(r"^\d+:\d+ : '.*?': ", "", str(exc), count=1, flags=re.S)
+        reason = re.sub(r"^\d+:\d+ : ", "", reason, count=1)
+        if len(reason) > 160:
+            reason = reason[:157].rsplit(" ", 1)[0] + "…"
+        where = f"line {exc.GetLine()}, column {exc.GetColumn()}: " if exc.GetLine() else ""
+        message = f"{source}: not a text-format AppraisalPolicies: {where}{reason}"
+        raise PolicyError(message) from None
     return policies
 
 

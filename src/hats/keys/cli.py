@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from hats.errors import HatsError
-from hats.fsio import write_bytes_atomic
+from hats.fsio import make_parent_dirs, write_bytes_atomic
 from hats.keys.keyfile import (
     KeyFileError,
     check_key_file,
@@ -90,6 +90,10 @@ def check_command(
     --allow-test-keys is given (test images only). A file with problems gets
     a note saying how the reference orchestrator would treat it (run it, and
     with which TVS per line, or fail).
+
+    \b
+    Example:
+      hats keys check tvs_public_keys.txt
     """
     reject = reject_test_keys or not allow_test_keys
     contents = [(name, _read(name)) for name in files]
@@ -129,6 +133,10 @@ def show_command(file: str, as_json: bool) -> None:
 
     "test key k*G" marks the public key of the private scalar k (k = 1, 2, 3),
     as in the reference test images: anyone can act as such a TVS.
+
+    \b
+    Example:
+      hats keys show tvs_public_keys.txt --json
     """
     keys = parse_key_file(_read(file), file)
     if as_json:
@@ -171,7 +179,12 @@ def gen_command(
 
     Prints "private: HEX" and "public: HEX". With --private-out the private
     key goes only to that file (created with mode 0600; an existing file is
-    kept unless --force).
+    kept unless --force). Missing directories are created.
+
+    \b
+    Examples:
+      hats keys gen --private-out tvs1.key --public-out tvs1.pub
+      hats keys gen --private-out policy.key --public-out policy.pub   # policy signing
     """
     if (
         private_out is not None
@@ -183,8 +196,10 @@ def gen_command(
         raise HatsError(f"{private_out}: already exists (use --force to overwrite a private key)")
     private_key, public_key = generate_key_pair()
     if private_out is not None:
+        make_parent_dirs(private_out)
         write_bytes_atomic(private_out, private_key.hex().encode() + b"\n", PRIVATE_KEY_MODE)
     if public_out is not None:
+        make_parent_dirs(public_out)
         write_bytes_atomic(public_out, public_key.hex().encode() + b"\n")
     record: dict[str, str] = {}
     if private_out is None:
@@ -218,14 +233,25 @@ def gen_command(
     "--output",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The key file to write.",
+    help="The key file to write (missing directories are created).",
 )
-def make_command(hex_keys: tuple[str, ...], private_files: tuple[str, ...], output: Path) -> None:
+@click.option("--force", is_flag=True, help="Overwrite an existing --output file.")
+def make_command(
+    hex_keys: tuple[str, ...], private_files: tuple[str, ...], output: Path, force: bool
+) -> None:
     """Write a key file from public keys, in the given order.
 
     The keys get indices 0, 1, ... in the order given. Give them either as
-    --key HEX or as --from-private FILE, not both.
+    --key HEX or as --from-private FILE, not both. An existing output file is
+    kept unless --force.
+
+    \b
+    Examples:
+      hats keys make --from-private tvs1.key --from-private tvs2.key -o tvs_public_keys.txt
+      hats keys make --key 04… -o tvs_public_keys.txt
     """
+    if output.exists() and not force:
+        raise HatsError(f"{output}: already exists (use --force to overwrite it)")
     if hex_keys and private_files:
         raise click.UsageError("use either --key or --from-private, not both")
     if not hex_keys and not private_files:
@@ -246,5 +272,6 @@ def make_command(hex_keys: tuple[str, ...], private_files: tuple[str, ...], outp
         data = format_key_file(keys)
     except KeyFileError as exc:
         raise KeyFileError(f"{output}: cannot write: {exc}") from None
+    make_parent_dirs(output)
     write_bytes_atomic(output, data)
     click.echo(f"{output}: wrote {_plural(len(keys), 'key')}")

@@ -62,11 +62,19 @@ def _load_cert(data: bytes, what: str) -> x509.Certificate:
         # signatures decide whether the certificate is acceptable.
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
+        pem = data.lstrip().startswith(b"-----BEGIN")
         try:
-            if data.lstrip().startswith(b"-----BEGIN"):
+            if pem:
                 cert = x509.load_pem_x509_certificate(data)
             else:
                 cert = x509.load_der_x509_certificate(data)
+        except Exception:  # the parser's own (Rust) error text is no help to a user
+            form = "PEM data" if pem else f"{len(data)} bytes"
+            raise AmdCertificateError(
+                f"{what} is not a valid certificate: expected an X.509 certificate (DER or PEM,"
+                f" as AMD KDS serves a VCEK); the {form} do not parse as one"
+            ) from None
+        try:
             # cryptography parses fields lazily, raising assorted exception types
             # (ValueError, KeyError, TypeError) on first access: touch every field
             # a verifier reads, here, so that a bad certificate fails now.
