@@ -28,6 +28,14 @@ EXIT_NOT_IMPLEMENTED = os.EX_CONFIG
 """78 = EX_CONFIG (sysexits.h): kept for compatibility; no agent is a placeholder now."""
 
 
+def agent_epilog(image_name: str, module: str, hats_name: str) -> str:
+    """The ``--help`` epilog: where the agent is in the image, and how else to run it."""
+    return (
+        f"In the system image: /usr/bin/{image_name} (python3 -m {module})."
+        f" On a host: {hats_name} (the same flags)."
+    )
+
+
 def add_launcher_addr_argument(parser: argparse.ArgumentParser) -> None:
     """The one optional positional argument of syslogd and the agent."""
     parser.add_argument(

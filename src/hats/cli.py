@@ -67,6 +67,37 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
 }
 
 
+NO_DEFAULT = " [default: none]"
+
+
+def teach(command: click.Command) -> None:
+    """The help rules every ``hats`` command follows, applied once when it is loaded.
+
+    * A group lists its commands with their whole first sentence (click cuts
+      it at 45 characters).
+    * Every option's help says its default: click's ``[default: X]`` when the
+      option has one, else the help's own ``[default: …]`` text, else
+      ``[default: none]`` (nothing is used unless the option is given).
+      Flags (off unless given) and required options (or whose help says
+      "required") are left as they are.
+    """
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            if sub.short_help is None and sub.help:
+                sub.short_help = sub.get_short_help_str(limit=1000)
+            teach(sub)
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.hidden:
+            continue
+        if param.is_flag or param.required or param.count:
+            continue
+        shown = param.show_default and param.default not in (None, "", ())
+        text = (param.help or "").lower()
+        if shown or "default" in text or "required" in text:
+            continue
+        param.help = (param.help or "").rstrip() + NO_DEFAULT
+
+
 class LazyGroup(click.Group):
     """A click group whose sub-groups are imported on first use (see LAZY_GROUPS)."""
 
@@ -79,6 +110,7 @@ class LazyGroup(click.Group):
             command = getattr(importlib.import_module(module), attribute)
             if not isinstance(command, click.Command):
                 raise TypeError(f"{module}.{attribute} is not a click command")
+            teach(command)
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
 
@@ -112,7 +144,7 @@ def orchestrator_command(args: tuple[str, ...]) -> int:
     """Run the HATs orchestrator (the image's /usr/bin/orchestrator_main; --help for flags)."""
     from hats.orchestrator import main as orchestrator_main
 
-    return orchestrator_main(list(args))
+    return orchestrator_main(list(args), prog="hats orchestrator")
 
 
 @cli.command(
@@ -125,7 +157,7 @@ def syslogd_command(args: tuple[str, ...]) -> int:
     """Forward the journal to the launcher (the image's /usr/bin/oak_containers_syslogd)."""
     from hats.syslogd import main as syslogd_main
 
-    return syslogd_main(list(args))
+    return syslogd_main(list(args), prog="hats syslogd")
 
 
 @cli.command(
@@ -138,7 +170,7 @@ def agent_command(args: tuple[str, ...]) -> int:
     """Export /proc metrics to the launcher (the image's /usr/bin/oak_containers_agent)."""
     from hats.agent import main as agent_main
 
-    return agent_main(list(args))
+    return agent_main(list(args), prog="hats agent")
 
 
 @cli.command("demo")
@@ -161,23 +193,59 @@ def agent_command(args: tuple[str, ...]) -> int:
     "--tvs-heartbeat-frequency",
     "heartbeat",
     type=click.IntRange(min=1),
-    help="Orchestrator heartbeat period in seconds.",
+    help="Orchestrator heartbeat period in seconds [default: the orchestrator's, 3600].",
 )
 @click.option(
     "--workdir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Keep the demo's files here (default: a temporary directory).",
+    help="Keep the demo's files here: a new or empty directory, or a previous demo's (reused)"
+    " [default: a temporary directory, removed].",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON summary on stdout at the end; the steps go to stderr.",
 )
 def demo_command(
-    tvs: int, share: str, image: Path | None, heartbeat: int | None, workdir: Path | None
+    tvs: int,
+    share: str,
+    image: Path | None,
+    heartbeat: int | None,
+    workdir: Path | None,
+    as_json: bool,
 ) -> int:
-    """Run image → stage1 → TVS(es) → launcher → orchestrator → workload locally."""
+    """Run image → stage1 → TVS(es) → launcher → orchestrator → workload locally.
+
+    \b
+    Examples:
+      hats demo
+      hats demo --tvs 3 --share shamir --workdir out/demo --json
+    """
+    import json
+
     from hats.demo import DemoOptions, run_demo
+
+    def echo(line: str) -> None:
+        click.echo(line, err=as_json)
 
     result = run_demo(
         DemoOptions(tvs=tvs, share=share, image=image, heartbeat=heartbeat, workdir=workdir),
-        echo=click.echo,
+        echo=echo,
     )
+    if as_json:
+        document = {
+            "ok": result.ok,
+            "tvs": tvs,
+            "share": share,
+            "image_sha256": result.image_sha256,
+            "expected_fingerprint": result.expected_fingerprint,
+            "workload_output": result.workload_output.splitlines(),
+            "workdir": None if workdir is None else str(workdir),
+            "hats_version": __version__,
+        }
+        click.echo(json.dumps(document, indent=2))
+        return 0 if result.ok else 1
     if result.ok:
         click.echo(
             f"OK: the workload got key {result.expected_fingerprint} (fingerprint) "

@@ -423,6 +423,35 @@ def orchestrator_args(setup: DemoSetup, heartbeat: int | str | None = None) -> l
     return args
 
 
+WORKDIR_MARK = ".hats-demo"
+"""The file that marks a directory as a demo's work directory (``--workdir``)."""
+
+
+def claim_workdir(path: Path, echo: Callable[[str], None]) -> None:
+    """Make ``path`` the demo's work directory: new or empty, or a previous demo's (reused).
+
+    A previous demo's directory (it holds :data:`WORKDIR_MARK`) is emptied
+    and reused, with one line saying so; any other non-empty directory is
+    refused (its files are not the demo's to replace).
+    """
+    if path.exists() and not path.is_dir():
+        raise DemoError(f"--workdir {path}: not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not (path / WORKDIR_MARK).is_file():
+            raise DemoError(
+                f"--workdir {path}: not empty and not a previous demo's directory; give a new"
+                " or empty one"
+            )
+        echo(f"      reusing {path} (a previous demo's work directory: its files are replaced)")
+        for entry in path.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    (path / WORKDIR_MARK).write_text("hats demo work directory: reused by `hats demo --workdir`\n")
+
+
 def run_demo(options: DemoOptions, echo: Callable[[str], None]) -> DemoResult:
     """Run the demo; see the module docstring."""
     if options.share == "no-split" and options.tvs != 1:
@@ -431,6 +460,8 @@ def run_demo(options: DemoOptions, echo: Callable[[str], None]) -> DemoResult:
         raise DemoError("--share xor needs at least two TVSes")
     if options.share == "shamir" and options.tvs < 3:
         raise DemoError("--share shamir needs three TVSes (2 of 3)")
+    if options.workdir is not None:
+        claim_workdir(options.workdir, echo)
     with tempfile.TemporaryDirectory(prefix="hats-demo-") as tmp:
         work = options.workdir or Path(tmp)
         setup = prepare(options, work, echo)

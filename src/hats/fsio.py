@@ -135,6 +135,15 @@ def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         raise
 
 
+def check_parent_dirs(path: Path) -> None:
+    """Fail early, as :func:`make_parent_dirs` would, when a file is in the way of ``path``."""
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{path}: cannot create its directory: {parent} is not a directory")
+
+
 def make_parent_dirs(path: Path) -> None:
     """Create ``path``'s missing parent directories (every ``-o`` does, as ``image build``).
 

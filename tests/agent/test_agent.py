@@ -225,4 +225,6 @@ def test_user_errors_are_one_line(work: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert result.returncode == 0 and result.stdout.startswith("usage: oak_containers_agent ")
+    # Issue 15: the help names the command typed, and the binary in the image.
+    assert result.returncode == 0 and result.stdout.startswith("usage: hats agent ")
+    assert "/usr/bin/oak_containers_agent" in result.stdout

@@ -145,6 +145,10 @@ def test_cli_errors(tmp_path: Path) -> None:
         run([*base, "--kernel-sha256", "00" * 31])
     with pytest.raises(HatsError, match=r"missing\.tar\.xz: cannot read"):
         run(["simulate", "--system-image", str(tmp_path / "missing.tar.xz"), "-o", str(output)])
-    with pytest.raises(HatsError, match="output directory"):
-        run(["simulate", "--system-image", str(image), "-o", str(tmp_path / "no" / "dice")])
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(HatsError, match="cannot create its directory"):
+        run(["simulate", "--system-image", str(image), "-o", str(tmp_path / "file" / "dice")])
     assert not output.exists()
+    # Issue 15: a missing output directory is created, as by every command.
+    run(["simulate", "--system-image", str(image), "-o", str(tmp_path / "no" / "dice")])
+    assert (tmp_path / "no" / "dice").is_file()

@@ -157,8 +157,10 @@ def test_cli_errors_are_one_line(
     assert capsys.readouterr().err == (
         f"hats: error: {tmp_path / 'base.zip'}: output name must end with .tar or .tar.xz\n"
     )
-    assert main(["base", "build", "-o", str(tmp_path / "no" / "base.tar")]) == 1
-    assert "output directory" in capsys.readouterr().err
+    (tmp_path / "file").write_bytes(b"")
+    assert main(["base", "build", "-o", str(tmp_path / "file" / "base.tar")]) == 1
+    assert "cannot create its directory" in capsys.readouterr().err
+    (tmp_path / "file").unlink()
 
     monkeypatch.setenv("PATH", "/nonexistent")
     out = tmp_path / "base.tar"

@@ -116,7 +116,9 @@ def test_check_json(good: Path, bad: Path, capsys: pytest.CaptureFixture[str]) -
         ["keys", "check", "--json", "--allow-test-keys", str(good), str(bad)], capsys
     )
     assert code == 1
-    records = [json.loads(text) for text in out.splitlines()]
+    document = json.loads(out)  # one JSON document (issue 15), not JSON Lines
+    assert document["ok"] is False
+    records = document["files"]
     assert records[0] == {
         "file": str(good),
         "ok": True,

@@ -361,5 +361,7 @@ def test_hats_syslogd_is_the_same_command() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: oak_containers_syslogd ")
+    # Issue 15: the help names the command typed, and the binary in the image.
+    assert result.stdout.startswith("usage: hats syslogd ")
+    assert "/usr/bin/oak_containers_syslogd" in result.stdout
     assert "--journal-directory" in result.stdout

@@ -30,6 +30,7 @@ from hats.agent_common import (
     DEFAULT_LAUNCHER_ADDR,
     add_export_arguments,
     add_launcher_addr_argument,
+    agent_epilog,
     make_say,
     positive_seconds,
 )
@@ -45,10 +46,11 @@ DEFAULT_QUEUE_SIZE = 120
 __all__ = ["DEFAULT_LAUNCHER_ADDR", "PROG", "build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The containers agent's argument parser."""
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=prog,
+        epilog=agent_epilog(PROG, "hats.agent", "hats agent"),
         description="Export VM metrics to the launcher as OpenTelemetry (OTLP) metrics.",
         allow_abbrev=False,
     )
@@ -81,9 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     """Parse the command line, export metrics; return the exit status."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     from hats.errors import HatsError
 
     say = make_say(PREFIX)

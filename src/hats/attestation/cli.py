@@ -243,6 +243,10 @@ def inspect_command(file: str, as_json: bool) -> None:
     """Show FILE's layers, events and measurements (nothing is verified).
 
     FILE is a binary or text-format Evidence, or a length-delimited DiceData.
+
+    \b
+    Example:
+      hats evidence inspect evidence.binarypb --json
     """
     evidence, form = parse_evidence(_read(file, "evidence"), file)
     info = describe_evidence(evidence)

@@ -118,6 +118,10 @@ def stage0_command(
     vCPU. With the QEMU VMM the VMSAs carry the CPU signature, so it must be
     the host's exactly: use --cpu-from with an evidence from that host, or
     --cpu with the family, model and stepping its reports carry.
+
+    \b
+    Example:
+      hats measure stage0 stage0_bin --vcpus 4 --cpu-from evidence.binarypb
     """
     signature, source = resolve_cpu(cpu, cpu_from)
     if vmm == "qemu" and signature is None:
@@ -154,6 +158,10 @@ def kernel_command(bzimage: str, as_json: bool) -> None:
     kernel_image_sha256: the bytes after the setup sectors. kernel_setup_data_sha256:
     the setup sectors as QEMU patches them (loader type, heap, command-line
     pointer; the initrd fields zeroed), as stage0 measures them.
+
+    \b
+    Example:
+      hats measure kernel vmlinuz --json
     """
     digests = measure.kernel_digests(measure.read_file(bzimage, "kernel"), bzimage)
     if not as_json:
@@ -176,7 +184,12 @@ def kernel_command(bzimage: str, as_json: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def initrd_command(file: str, as_json: bool) -> None:
-    """Print stage0's initial RAM disk digest of FILE (the policy's init_ram_fs_sha256)."""
+    """Print stage0's initial RAM disk digest of FILE (the policy's init_ram_fs_sha256).
+
+    \b
+    Example:
+      hats measure initrd initrd.img
+    """
     digest = measure.file_sha256(file, "initrd")
     if as_json:
         _echo_json({"initrd": file, "init_ram_fs_sha256": digest})
@@ -192,6 +205,10 @@ def cmdline_command(text: str, as_json: bool) -> None:
 
     TEXT literally, ^...$; when it ends with --launcher-addr=vsock://CID:PORT the
     port (new every boot) is [0-9]+ and nothing may follow it.
+
+    \b
+    Example:
+      hats measure cmdline 'console=ttyS0 -- --launcher-addr=vsock://2:8080'
     """
     from hats.attestation.policy import cmdline_regex_for
 

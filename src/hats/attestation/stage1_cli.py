@@ -15,6 +15,7 @@ accepts another init path (never the guest: upstream-facts F10).
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import click
@@ -23,7 +24,7 @@ from hats.attestation import dice
 from hats.attestation.simulate import DEFAULT_KERNEL_CMDLINE, Stage0Inputs, default_digest
 from hats.attestation.simulate import simulate_stage1 as _simulate
 from hats.errors import HatsError
-from hats.fsio import atomic_output
+from hats.fsio import atomic_output, make_parent_dirs
 from hats.stage1.cmdline import parse_proc_cmdline, parse_stage1_args, stage1_argv
 
 DICE_FILE_MODE = 0o600
@@ -51,12 +52,15 @@ def _file_sha256(path: str) -> bytes:
 
 
 def _hex_sha256(value: str, option: str) -> bytes:
+    text = value.strip()
+    if text.lower().startswith("sha256:"):
+        text = text[len("sha256:") :]
     try:
-        digest = bytes.fromhex(value)
+        digest = bytes.fromhex(text)
     except ValueError:
         digest = b""
     if len(digest) != dice.SHA256_LENGTH:
-        raise HatsError(f"{option}: expected 64 hexadecimal digits (a SHA-256)")
+        raise HatsError(f"{option}: expected 64 hexadecimal digits or sha256:HEX (a SHA-256)")
     return digest
 
 
@@ -68,7 +72,9 @@ def stage1_group() -> None:
 def _measured_options(function: click.decorators.FC) -> click.decorators.FC:
     for _, file_option, digest_option, _, noun in reversed(_MEASURED):
         function = click.option(
-            digest_option, metavar="HEX", help=f"SHA-256 of the {noun} (instead of the file)."
+            digest_option,
+            metavar="[sha256:]HEX",
+            help=f"SHA-256 of the {noun} (instead of the file).",
         )(function)
         function = click.option(
             file_option,
@@ -106,13 +112,21 @@ def _measured_options(function: click.decorators.FC) -> click.decorators.FC:
     required=True,
     metavar="DICE_FILE",
     type=click.Path(dir_okay=False),
-    help="Where to write the length-delimited DiceData (mode 0600).",
+    help="Where to write the length-delimited DiceData (mode 0600; missing directories are"
+    " created).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document on stdout (output, digests, platform); nothing else.",
 )
 def simulate_command(
     system_image: str,
     kernel_cmdline: str,
     allow_other_init: bool,
     output: str,
+    as_json: bool,
     **measured: str | None,
 ) -> None:
     """Write the DiceData stage1 would leave in /oak/dice, with a software root key.
@@ -122,6 +136,10 @@ def simulate_command(
     binding the root key. The stage1 flags of --kernel-cmdline
     are checked as our guest stage1 does: none twice, --init only /sbin/init
     (unless --allow-other-init).
+
+    \b
+    Example:
+      hats stage1 simulate --system-image out/image.tar.xz -o out/dice.bin
     """
     argv = stage1_argv(parse_proc_cmdline(kernel_cmdline))
     try:
@@ -142,8 +160,20 @@ def simulate_command(
             digests[keyword] = default_digest(name)
     image_sha256 = _file_sha256(system_image)
     dice_data = _simulate(image_sha256, Stage0Inputs(kernel_cmdline=kernel_cmdline, **digests))
+    make_parent_dirs(Path(output))
     with atomic_output(Path(output), DICE_FILE_MODE) as handle:
         handle.write(dice.encode_dice_data(dice_data))
+    if as_json:
+        document = {
+            "output": output,
+            "system_image_sha256": image_sha256.hex(),
+            "platform": "TEE_PLATFORM_NONE",
+            "insecure": True,
+            "kernel_cmdline": kernel_cmdline,
+            **{keyword: digests[keyword].hex() for keyword, *_ in _MEASURED},
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
     click.echo(f"system image sha256: {image_sha256.hex()}")
     click.echo(f"wrote {output} (INSECURE simulated DICE data, TEE_PLATFORM_NONE)")
 

@@ -31,7 +31,7 @@ from hats.base.mmdebstrap import (
 )
 from hats.base.tarnorm import TarNormaliseError, normalise, relpath
 from hats.errors import HatsError
-from hats.fsio import atomic_output, write_bytes_atomic
+from hats.fsio import atomic_output, check_parent_dirs, make_parent_dirs, write_bytes_atomic
 from hats.image.compress import xz_compress_file
 
 Progress = Callable[[str], None]
@@ -229,6 +229,7 @@ def _export(source: CachedBase, out: Path, kind: str, progress: Progress | None)
     if progress is not None:
         verb = "compressing" if kind == "tar.xz" else "copying"
         progress(f"{verb} {source.path} to {out}")
+    make_parent_dirs(out)  # as every -o: missing directories are created
     if kind == "tar.xz":
         with atomic_output(out) as dst:
             return xz_compress_file(source.path, dst)
@@ -259,8 +260,8 @@ def build_base(
     a cached base (the apt package cache is still used).
     """
     kind = output_kind(out) if out is not None else "tar"
-    if out is not None and not out.absolute().parent.is_dir():
-        raise BaseBuildError(f"{out}: output directory {out.parent} does not exist")
+    if out is not None:
+        check_parent_dirs(out)  # created when written
     spec = BuildSpec(with_python=with_python, mirror=mirror, security_mirror=security_mirror)
     found, key, cached = _cached_or_build(spec, cache_dir, rebuild, progress)
     if out is None or (out.exists() and out.resolve() == found.path.resolve()):

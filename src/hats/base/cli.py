@@ -49,13 +49,19 @@ def base_group() -> None:
     "out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also write the base here (.tar, or .tar.xz compressed); default: only the cache.",
+    help="Also write the base here (.tar, or .tar.xz compressed; missing directories are"
+    " created) [default: only the cache].",
 )
 @_cache_dir
 @click.option("--rebuild", is_flag=True, help="Build again even if a cached base exists.")
 @_mirror
 @_security_mirror
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary as the last line.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON summary on stdout (progress goes to stderr).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
 def build_command(
     with_python: bool,
@@ -67,7 +73,12 @@ def build_command(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Build the Oak-equivalent bookworm base with mmdebstrap (cached)."""
+    """Build the Oak-equivalent bookworm base with mmdebstrap (cached).
+
+    \b
+    Example:
+      hats base build --with-python -o out/base.tar.xz
+    """
 
     def progress(message: str) -> None:
         if not quiet:
@@ -111,7 +122,12 @@ def build_command(
 def path_command(
     with_python: bool, cache_dir: Path | None, mirror: str, security_mirror: str
 ) -> None:
-    """Print the path of the cached base; exit 1 if it has not been built."""
+    """Print the path of the cached base; exit 1 if it has not been built.
+
+    \b
+    Example:
+      hats base path --with-python
+    """
     found = cached_base(
         with_python=with_python,
         cache_dir=cache_dir,

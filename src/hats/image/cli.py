@@ -181,23 +181,62 @@ _SPEC_HELP = (
 
 @image_group.command("build", epilog="Spec file format: docs/SPEC.md")
 @click.argument("spec", required=False, type=PathArg)
-@click.option("--base", type=PathArg, help="Base root: tar, tar.gz/xz/zst or directory.")
-@click.option("--tvs-keys", type=PathArg, help="tvs_public_keys.txt to put in /hats/.")
-@click.option("--secret-share-type", type=click.Choice(SHARE_TYPES, case_sensitive=True))
-@click.option("--tvs-heartbeat-frequency", type=int, help="Seconds between TVS heartbeats.")
+@click.option(
+    "--base",
+    type=PathArg,
+    help="Base root: tar, tar.gz/xz/zst or directory [default: the cached default base of"
+    " `hats base build`, with python3 when no binaries are given].",
+)
+@click.option(
+    "--tvs-keys",
+    type=PathArg,
+    help="tvs_public_keys.txt to put in /hats/; required, here or in the spec.",
+)
+@click.option(
+    "--secret-share-type",
+    type=click.Choice(SHARE_TYPES, case_sensitive=True),
+    help="How the orchestrator splits the secret across the TVSes (the unit's"
+    " --secret-share-type); required, here or in the spec.",
+)
+@click.option(
+    "--tvs-heartbeat-frequency",
+    type=int,
+    help="Seconds between TVS heartbeats [default: the orchestrator's, 3600].",
+)
 @click.option("--orchestrator-flag", multiple=True, help="Extra orchestrator flag (repeat).")
-@click.option("--orchestrator", type=PathArg, help="orchestrator_main binary.")
-@click.option("--agent", type=PathArg, help="oak_containers_agent binary.")
-@click.option("--syslogd", type=PathArg, help="oak_containers_syslogd binary.")
-@click.option("--orchestrator-unit", type=PathArg, help="Use this unit file verbatim.")
-@click.option("--syslogd-unit", type=PathArg, help="Use this unit file verbatim.")
+@click.option(
+    "--orchestrator",
+    type=PathArg,
+    help="orchestrator_main binary [default: this package's agents, all three].",
+)
+@click.option(
+    "--agent", type=PathArg, help="oak_containers_agent binary [default: this package's]."
+)
+@click.option(
+    "--syslogd", type=PathArg, help="oak_containers_syslogd binary [default: this package's]."
+)
+@click.option(
+    "--orchestrator-unit",
+    type=PathArg,
+    help="Use this unit file verbatim [default: rendered from the options].",
+)
+@click.option(
+    "--syslogd-unit",
+    type=PathArg,
+    help="Use this unit file verbatim [default: rendered from the options].",
+)
 @click.option(
     "--layer",
     multiple=True,
     metavar="SOURCE[:/DEST[:MODE]]",
     help="Extra layer (repeat); DEST must be absolute, default /.",
 )
-@click.option("-o", "--output", type=PathArg, help="Output .tar.xz (directories are created).")
+@click.option(
+    "-o",
+    "--output",
+    type=PathArg,
+    help="Output .tar.xz (directories are created); required, here or in the spec.",
+)
 @click.option("--tar", "tar_output", type=PathArg, help="Also write the uncompressed tar.")
 @click.option("--manifest", type=PathArg, help="Write a JSON manifest of every path.")
 @click.option("--sums", type=PathArg, help="Add/replace this image's line in SHA256SUMS.")
@@ -223,7 +262,11 @@ _SPEC_HELP = (
     help="Accept keys whose private key is public (the reference's test keys 1*G...): "
     "test images only; anyone can act as such a TVS.",
 )
-@click.option("--cache-dir", type=PathArg, help="Cache for the default base and agents.")
+@click.option(
+    "--cache-dir",
+    type=PathArg,
+    help="Cache for the default base and agents [default: $HATS_CACHE_DIR or ~/.cache/hats].",
+)
 @click.option(
     "--xz-block-size",
     metavar="SIZE",
@@ -299,6 +342,12 @@ def build_command(
     reference's, as reproducible), reusing unchanged blocks of earlier builds
     from a block cache. --check runs every check and says what would be
     built, without writing or compressing anything.
+
+    \b
+    Examples:
+      hats image build examples/test_single.toml -o out/hats_system_image_test_single.tar.xz
+      hats image build --base base.tar --tvs-keys keys.txt --secret-share-type no-split \\
+          --orchestrator BIN --agent BIN --syslogd BIN -o out/image.tar.xz --check
     """
     from hats.fsio import unwind_on_signals
     from hats.image.build import build_image, check_build, settings_json
@@ -461,6 +510,10 @@ def inspect_command(image: Path, paths: tuple[str, ...], as_json: bool) -> None:
 
     Modes are shown as stage1 applies them (mode & 0o777); entries that
     replaced earlier ones list the archive members they overrode (#index).
+
+    \b
+    Example:
+      hats image inspect out/image.tar.xz /hats/tvs_public_keys.txt
     """
     tree = load_tree(image)
     entries = _selected(tree, paths)
@@ -504,6 +557,10 @@ def diff_command(first: Path, second: Path, as_json: bool) -> None:
     ignored, as stage1 ignores it. Images whose bytes differ are never "the
     same": with equal trees, the reasons the bytes differ are named
     (compression layout, block size, tar padding, ownership, ...).
+
+    \b
+    Example:
+      hats image diff old.tar.xz new.tar.xz --json
     """
     from hats.image.bytesdiff import explain, read_image
 
@@ -624,6 +681,11 @@ def verify_command(
     """Check the image's digest against a hash, SHA256SUMS or a policy.
 
     Exit 0 when it matches, 1 when it does not, 2 on an error.
+
+    \b
+    Examples:
+      hats image verify out/image.tar.xz --sums out/SHA256SUMS
+      hats image verify out/image.tar.xz --sha256 sha256:HEX
     """
     if sum(x is not None for x in (expected, sums, policy)) != 1:
         raise click.UsageError("give exactly one of --sha256, --sums, --policy")
@@ -675,7 +737,12 @@ def verify_command(
     help="Report keys whose private key is public (the reference's test keys) as warnings.",
 )
 def lint_command(image: Path, as_json: bool, allow_test_keys: bool) -> None:
-    """Check an image for what breaks stage1 or the agents; exit 1 on errors."""
+    """Check an image for what breaks stage1 or the agents; exit 1 on errors.
+
+    \b
+    Example:
+      hats image lint out/image.tar.xz
+    """
     findings: list[Finding] = lint(load_tree(image), allow_test_keys=allow_test_keys)
     errors = sum(1 for f in findings if f.severity == "error")
     if as_json:

@@ -65,7 +65,12 @@ def keys_group() -> None:
 
 @keys_group.command("check")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per file (JSON Lines).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print one JSON document on stdout: {"ok": …, "files": [one object per file]}.',
+)
 @click.option(
     "--allow-test-keys",
     is_flag=True,
@@ -98,20 +103,22 @@ def check_command(
     reject = reject_test_keys or not allow_test_keys
     contents = [(name, _read(name)) for name in files]
     failed = False
+    records: list[dict[str, Any]] = []
     for name, data in contents:
         problems = check_key_file(data, reject_test_keys=reject)
         count = None if problems else len(parse_key_file(data, name))
         failed = failed or bool(problems)
         reference = read_like_reference(data).summary() if problems else None
         if as_json:
-            record: dict[str, Any] = {
-                "file": name,
-                "ok": not problems,
-                "keys": count,
-                "problems": [{"line": p.line, "message": p.message} for p in problems],
-                "reference": reference,
-            }
-            click.echo(json.dumps(record))
+            records.append(
+                {
+                    "file": name,
+                    "ok": not problems,
+                    "keys": count,
+                    "problems": [{"line": p.line, "message": p.message} for p in problems],
+                    "reference": reference,
+                }
+            )
             continue
         dot = _dot()
         for problem in problems:
@@ -121,6 +128,8 @@ def check_command(
             click.echo(f"{name}: note: {reference}")
         if count is not None:
             click.echo(f"{name}: OK ({_plural(count, 'key')})")
+    if as_json:
+        click.echo(json.dumps({"ok": not failed, "files": records}, indent=2))
     if failed:
         click.get_current_context().exit(1)
 

@@ -89,43 +89,76 @@ def launcher_group() -> None:
 
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
+_REFERENCE = " (reference flag)."
 
 
-@launcher_group.command("serve")
+#: The line ``--help`` ends with: which flags are the reference's.
+FLAG_RULE = (
+    "Flags with underscores are the reference launcher's (same spelling, same meaning; each"
+    " also takes hyphens); flags with hyphens only are ours."
+)
+
+
+@launcher_group.command("serve", epilog=FLAG_RULE)
 @click.option(
     "--launcher_config_path",
+    "--launcher-config-path",
+    "launcher_config_path",
     type=_FILE,
     default=None,
-    help="pcit.client.LauncherConfig text proto [default: ./launcher_config.txtpb if present].",
+    help="pcit.client.LauncherConfig text proto [default: ./launcher_config.txtpb if present]"
+    " (reference flag).",
 )
-@click.option("--tvs_addresses", default="", help="Comma list of TVS gRPC targets; index = tvs_id.")
+@click.option(
+    "--tvs_addresses",
+    "--tvs-addresses",
+    "tvs_addresses",
+    default="",
+    help="Comma list of TVS gRPC targets; index = tvs_id [default: none]" + _REFERENCE,
+)
 @click.option(
     "--tvs_authentication_key",
+    "--tvs-authentication-key",
+    "tvs_authentication_key",
     default="",
     envvar="HATS_TVS_AUTHENTICATION_KEY",
     show_envvar=True,
-    help="The orchestrator's P-256 private key (hex) handed out by FetchOrchestratorMetadata.",
+    help="The orchestrator's P-256 private key (hex) handed out by FetchOrchestratorMetadata"
+    " [default: none]" + _REFERENCE,
 )
 @click.option(
     "--private_key_wrapping_keys",
+    "--private-key-wrapping-keys",
+    "private_key_wrapping_keys",
     default="",
     envvar="HATS_PRIVATE_KEY_WRAPPING_KEYS",
     show_envvar=True,
-    help="Comma list of hex keys: the first is primary, the rest active.",
+    help="Comma list of hex keys: the first is primary, the rest active [default: none]"
+    + _REFERENCE,
 )
-@click.option("--use_tls", is_flag=True, help="Connect to the TVSs with TLS.")
+@click.option(
+    "--use_tls",
+    "--use-tls",
+    "use_tls",
+    is_flag=True,
+    help="Connect to the TVSs with TLS" + _REFERENCE,
+)
 @click.option(
     "--tls_root_certs",
+    "--tls-root-certs",
+    "tls_root_certs",
     type=_FILE,
     default=None,
-    help="PEM root certificates for --use_tls [default: gRPC's roots].",
+    help="PEM root certificates for --use_tls [default: gRPC's roots]" + _REFERENCE,
 )
 @click.option(
     "--tvs_access_token",
+    "--tvs-access-token",
+    "tvs_access_token",
     default="",
     envvar="HATS_TVS_ACCESS_TOKEN",
     show_envvar=True,
-    help="OAuth bearer token for the TVSs (needs --use_tls).",
+    help="OAuth bearer token for the TVSs (needs --use_tls) [default: none]" + _REFERENCE,
 )
 @click.option(
     "--listen",
@@ -133,7 +166,13 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     help="HOST:PORT (port 0 = any), unix:PATH or vsock://CID:PORT (explicit port) "
     "[default: a unix socket in a new private directory].",
 )
-@click.option("--system-image", "system_image", type=_FILE, help="The system image (.tar.xz).")
+@click.option(
+    "--system-image",
+    "--system_image",
+    "system_image",
+    type=_FILE,
+    help="The system image (.tar.xz) [default: the config's hats_system_bundle].",
+)
 @click.option(
     "--system-bundle",
     "system_bundle",
@@ -174,7 +213,17 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     show_default=True,
     help="With --vmm qemu: auto = KVM when a probe guest really boots, else TCG.",
 )
-@click.option("--console-log", type=_FILE, help="With --vmm qemu: the guest's serial console log.")
+@click.option(
+    "--console-log",
+    type=_FILE,
+    help="With --vmm qemu: the guest's serial console log [default: in the VM's temporary"
+    " directory, removed at exit].",
+)
+@click.option(
+    "--keep-vm-dir",
+    is_flag=True,
+    help="With --vmm qemu: keep the VM's /tmp/hats-vm-* directory (console log, QMP socket).",
+)
 @click.option(
     "--kernel", type=_FILE, help="With --vmm qemu: kernel [default: Debian's cloud kernel]."
 )
@@ -227,13 +276,34 @@ def serve_command(
     vcek_cache: Path | None = None,
     chip_id: str | None = None,
     tcb: str | None = None,
+    keep_vm_dir: bool = False,
 ) -> None:
     """Serve the launcher's gRPC services until SIGINT/SIGTERM.
 
-    With ``--vmm qemu`` it also boots the guest (``hats.vm``) and stops when
+    With --vmm qemu it also boots the guest (hats.vm) and stops when
     QEMU exits; on SIGINT/SIGTERM it first powers the guest off (ACPI power
     button, then kill after two minutes).
+
+    \b
+    Examples:
+      HATS_TVS_AUTHENTICATION_KEY=HEX hats launcher serve --tvs_addresses unix:/tmp/tvs.sock \\
+          --system-image image.tar.xz --bundle bundle.tar --vmm qemu --console-log console.log
+      hats launcher serve --launcher_config_path launcher_config.txtpb --listen 127.0.0.1:8080
     """
+    vm_only = [
+        name
+        for name, given in (
+            ("--console-log", console_log is not None),
+            ("--kernel", kernel is not None),
+            ("--initrd", initrd is not None),
+            ("--vm-cpus", vm_cpus is not None),
+            ("--vm-memory-kb", vm_memory_kb is not None),
+            ("--keep-vm-dir", keep_vm_dir),
+        )
+        if given
+    ]
+    if vm_only and vmm != "qemu":
+        raise click.UsageError(f"{', '.join(vm_only)} need --vmm qemu (there is no VM to apply to)")
     config = None
     if launcher_config_path is not None:
         config = load_launcher_config(launcher_config_path)
@@ -270,10 +340,17 @@ def serve_command(
             initrd=initrd,
             num_cpus=vm_cpus,
             ram_size_kb=vm_memory_kb,
+            keep_workdir=keep_vm_dir or None,
         )
     images = resolve_images(
         config, system_image=system_image, system_bundle=system_bundle, container_bundle=bundle
     )
+    if vm is not None and images.system_image is None:
+        images.cleanup()
+        raise LauncherFlagError(
+            "--vmm qemu: no system image to boot; give --system-image, --system-bundle or a"
+            " --launcher_config_path with hats_system_bundle"
+        )
     private_dir = None
     try:
         if listen is None:
@@ -494,7 +571,12 @@ def vcek_cache_group() -> None:
 @click.argument("cache", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("vcek", nargs=-1, required=True, type=_FILE)
 def vcek_cache_add(cache: Path, vcek: tuple[Path, ...]) -> None:
-    """Store each VCEK certificate in CACHE under vcek/v1/<Product>/<hwid>/<TCB query>."""
+    """Store each VCEK certificate in CACHE under vcek/v1/<Product>/<hwid>/<TCB query>.
+
+    \b
+    Example:
+      hats launcher vcek-cache add ~/.cache/vcek vcek_genoa.crt
+    """
     from hats.launcher.vcek import add_to_cache
 
     for path in vcek:
@@ -504,6 +586,11 @@ def vcek_cache_add(cache: Path, vcek: tuple[Path, ...]) -> None:
 @launcher_group.command("metrics")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def metrics_command(path: Path) -> None:
-    """Print the metrics file written by ``serve --metrics-file``, one series a line."""
+    """Print the metrics file written by serve --metrics-file, one series a line.
+
+    \b
+    Example:
+      hats launcher metrics cvm-metrics.json
+    """
     for line in format_metrics(read_metrics_file(path)):
         click.echo(line)

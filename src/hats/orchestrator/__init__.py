@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hats.agent_common import DEFAULT_LAUNCHER_ADDR, EXIT_NOT_IMPLEMENTED
+from hats.agent_common import DEFAULT_LAUNCHER_ADDR, EXIT_NOT_IMPLEMENTED, agent_epilog
 
 if TYPE_CHECKING:
     from hats.orchestrator.startup import StartupConfig
@@ -71,10 +71,11 @@ def heartbeat_seconds(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The orchestrator's argument parser (the reference's flags and defaults)."""
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=prog,
+        epilog=agent_epilog(PROG, "hats.orchestrator", "hats orchestrator"),
         description="HATs orchestrator: attests the VM to the TVS through the launcher, "
         "obtains the workload's secrets and runs the container.",
         allow_abbrev=False,
@@ -271,13 +272,13 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     """Parse the command line, run the orchestrator; return the exit status.
 
     A :class:`~hats.errors.HatsError` ends it with one line on stderr and in
     the log, and exit status 1.
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     from hats.errors import HatsError
     from hats.orchestrator.logging_setup import setup_logging
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from hats.errors import HatsError
+from hats.fsio import make_parent_dirs
 
 
 @click.group("vm")
@@ -24,7 +25,12 @@ def vm_group() -> None:
 @vm_group.command("assets")
 @click.option("--json", "as_json", is_flag=True, help="Print the paths as JSON.")
 def assets_command(as_json: bool) -> None:
-    """Fetch the Debian kernel and build the stage1 initramfs (cached); print their paths."""
+    """Fetch the Debian kernel and build the stage1 initramfs (cached); print their paths.
+
+    \b
+    Example:
+      hats vm assets --json
+    """
     from hats.vm.assets import ensure_guest_assets
 
     assets = ensure_guest_assets(progress=lambda line: click.echo(f"hats: {line}", err=True))
@@ -49,7 +55,7 @@ def assets_command(as_json: bool) -> None:
     "--output",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the bundle tar.",
+    help="Where to write the bundle tar (missing directories are created).",
 )
 @click.option(
     "--script",
@@ -57,11 +63,17 @@ def assets_command(as_json: bool) -> None:
     help="The workload script [default: hats/workload/get_keys.py].",
 )
 def workload_bundle_command(output: Path, script: Path | None) -> None:
-    """Write the sample workload as a runc bundle with its own Python (for the guest)."""
+    """Write the sample workload as a runc bundle with its own Python (for the guest).
+
+    \b
+    Example:
+      hats vm workload-bundle -o out/bundle.tar
+    """
     from hats.base.build import ensure_default_base
     from hats.packaging.agents_layer import build_agents_tree
     from hats.vm.workload import make_workload_bundle
 
+    make_parent_dirs(output)
     base = ensure_default_base(with_python=True)
     with tempfile.TemporaryDirectory(prefix="hats-agents-") as tmp:
         agents = build_agents_tree(Path(tmp) / "agents")
@@ -88,7 +100,12 @@ def workload_bundle_command(output: Path, script: Path | None) -> None:
     help="Build the image in the parallel multi-block xz mode (e.g. 8MiB).",
 )
 def demo_command(workdir: Path | None, accel: str, xz_block_size: str | None) -> None:
-    """Build an image, boot it in QEMU with a TVS and the launcher; the workload gets its key."""
+    """Build an image, boot it in QEMU with a TVS and the launcher; the workload gets its key.
+
+    \b
+    Example:
+      hats vm demo --workdir out/vm --accel auto
+    """
     from hats.vm.demo import VmDemoOptions, run_vm_demo
 
     with tempfile.TemporaryDirectory(prefix="hats-vm-demo-") as tmp:

@@ -10,6 +10,7 @@ kill) when it is stopped.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable
@@ -39,6 +40,8 @@ class VmOptions:
     debug: bool = False
     cache_dir: Path | None = None
     qemu: str = QEMU
+    keep_workdir: bool = False
+    """Keep the VM's ``/tmp/hats-vm-*`` directory (QMP socket, default console log) at exit."""
 
 
 def options_from_config(
@@ -93,8 +96,12 @@ def relay_target(listen_address: str) -> str:
     return address.grpc_target()
 
 
-def boot(options: VmOptions, listen_address: str, say: Say) -> Machine:
-    """Start the guest; the running :class:`Machine`."""
+def boot(options: VmOptions, listen_address: str, say: Say, work: Path | None = None) -> Machine:
+    """Start the guest; the running :class:`Machine`.
+
+    ``work``: the VM's directory (QMP socket, default console log) [default: a new
+    ``/tmp/hats-vm-*``, the caller's to remove].
+    """
     target = relay_target(listen_address)
     if options.kernel is not None and options.initrd is not None:
         kernel, initrd = options.kernel, options.initrd
@@ -105,7 +112,8 @@ def boot(options: VmOptions, listen_address: str, say: Say) -> Machine:
     accel, reason = choose_accel(options.accel, kernel, qemu=options.qemu)
     say(f"vm: accelerator {accel} ({reason})")
     console = options.console_log
-    work = Path(tempfile.mkdtemp(prefix="hats-vm-"))
+    if work is None:
+        work = Path(tempfile.mkdtemp(prefix="hats-vm-"))
     if console is None:
         console = work / "console.log"
     config = VmConfig(
@@ -139,9 +147,29 @@ def serve_with_vm(
 ) -> int | None:
     """Boot the guest, wait until it exits or ``stop`` is set, then power it off.
 
-    Returns QEMU's exit status (``None`` if it had to be killed).
+    Returns QEMU's exit status (``None`` if it had to be killed). The VM's
+    ``/tmp/hats-vm-*`` directory is removed at the end unless
+    ``options.keep_workdir`` (then its path is said).
     """
-    machine = boot(options, listen_address, say)
+    work = Path(tempfile.mkdtemp(prefix="hats-vm-"))
+    try:
+        return _serve(options, listen_address, stop, say, poweroff_timeout, work)
+    finally:
+        if options.keep_workdir:
+            say(f"vm: kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _serve(
+    options: VmOptions,
+    listen_address: str,
+    stop: threading.Event,
+    say: Say,
+    poweroff_timeout: float,
+    work: Path,
+) -> int | None:
+    machine = boot(options, listen_address, say, work)
     try:
         while not stop.wait(0.5):
             status = machine.wait(0)

@@ -234,8 +234,18 @@ def probe_kvm(kernel: Path, *, qemu: str = QEMU, timeout: float = 10.0) -> tuple
         for line in output.decode("utf-8", "replace").splitlines()
         if line.strip().isprintable() and len(line.strip()) > 3
     ]
-    detail = lines[-1][:120] if lines else f"QEMU exited with status {process.returncode}"
-    return False, f"KVM does not work here ({detail})"
+    detail = lines[-1] if lines else f"QEMU exited with status {process.returncode}"
+    return False, f"KVM does not work here ({shorten_words(detail, 120)})"
+
+
+def shorten_words(text: str, width: int) -> str:
+    """``text`` cut at a word boundary to at most ``width`` characters, "…" marking the cut."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    if " " in cut and not text[width - 1].isspace():
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def choose_accel(requested: str, kernel: Path, *, qemu: str = QEMU) -> tuple[str, str]:
