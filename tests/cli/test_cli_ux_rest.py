@@ -440,3 +440,20 @@ def test_agents_help_names_hats_and_the_image_path(name: str, binary: str) -> No
     assert shown.returncode == 0
     assert shown.stdout.startswith(f"usage: hats {name} ")
     assert f"In the system image: {binary}" in " ".join(shown.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evidence", "inspect", EVIDENCE, "--json"],
+        ["measure", "cmdline", "console=ttyS0 -- --launcher-addr=vsock://2:8080", "--json"],
+        ["measure", "initrd", REFERENCE_POLICY, "--json"],
+        ["keys", "show", str(shared_data.TVS_KEYS / "test_single.txt"), "--json"],
+        ["keys", "gen", "--json"],
+        ["policy", "check", REFERENCE_POLICY, "--json"],
+    ],
+)
+def test_json_stdout_is_one_document(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = hats(capsys, *args)
+    assert code == 0
+    json.loads(out)  # the whole stdout, nothing else
