@@ -25,10 +25,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shared_data
-from hats.attestation.amd import (
+from hats.attestation.amd.certs import (
+    OID_BL_SPL,
+    OID_HWID,
+    OID_SNP_SPL,
+    OID_TEE_SPL,
+    OID_UCODE_SPL,
     AmdCertificateError,
-    AmdProductMismatchError,
     AmdRoots,
+    builtin_amd_roots,
+    load_amd_roots,
+    load_vcek,
+    vcek_chip_id,
+    vcek_product,
+    vcek_tcb,
+)
+from hats.attestation.amd.report import TcbVersion
+from hats.attestation.amd.verify import (
+    AmdProductMismatchError,
     AmdRootsMissingError,
     CertificateAlgorithmError,
     CertificateSignatureError,
@@ -36,22 +50,8 @@ from hats.attestation.amd import (
     ChipIdMismatchError,
     ReportSignatureError,
     TcbMismatchError,
-    TcbVersion,
-    builtin_amd_roots,
-    load_amd_roots,
-    load_vcek,
-    vcek_chip_id,
-    vcek_product,
-    vcek_tcb,
     verify_report,
     verify_roots,
-)
-from hats.attestation.amd.certs import (
-    OID_BL_SPL,
-    OID_HWID,
-    OID_SNP_SPL,
-    OID_TEE_SPL,
-    OID_UCODE_SPL,
 )
 from hats.attestation.errors import (
     AttestationError,

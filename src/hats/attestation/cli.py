@@ -43,23 +43,22 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from google.protobuf import text_format
-from google.protobuf.message import DecodeError
 
 import hats
-from hats.attestation import cose, dice, measure, policy, provenance, verify
-from hats.attestation.amd import certs as amd_certs
+from hats.attestation import measure
 from hats.attestation.errors import AttestationError, EvidenceFormatError, PolicyError
 from hats.cliopts import Digest
 from hats.errors import HatsError
 from hats.fsio import make_parent_dirs, write_bytes_atomic
-from hats.keys.keygen import private_key_from_hex
-from hats.pb.oak.attestation.v1 import evidence_pb2
-from hats.pb.pcit.tvs import appraisal_policies_pb2 as policies_pb2
 from hats.textsafe import printable
+
+if TYPE_CHECKING:  # the verifier, protobuf and X.509 load in the commands: --help stays fast
+    from hats.attestation import provenance, verify
+    from hats.pb.oak.attestation.v1 import evidence_pb2
+    from hats.pb.pcit.tvs import appraisal_policies_pb2 as policies_pb2
 
 
 def _read(path: str | Path, what: str = "file") -> bytes:
@@ -75,6 +74,12 @@ def parse_evidence(data: bytes, source: str) -> tuple[evidence_pb2.Evidence, str
 
     Raises :class:`EvidenceFormatError` naming ``source`` if no form fits.
     """
+    from google.protobuf import text_format
+    from google.protobuf.message import DecodeError
+
+    from hats.attestation import dice
+    from hats.pb.oak.attestation.v1 import evidence_pb2
+
     try:
         dice_data = dice.load_dice_data(data)
     except AttestationError:
@@ -138,6 +143,8 @@ def describe_evidence(evidence: evidence_pb2.Evidence) -> dict[str, Any]:
 
     Nothing is verified; a part that does not parse is described by its error.
     """
+    from hats.attestation import cose, verify
+
     root = evidence.root_layer
     info: dict[str, Any] = {
         "root_layer": {
@@ -333,6 +340,8 @@ def verify_command(
       hats evidence verify evidence.binarypb --policy policy.txtpb \\
           --tee-certificate vcek.crt --policy-public-key policy-key.pub
     """
+    from hats.attestation import policy, verify
+    from hats.attestation.amd import certs as amd_certs
     from hats.attestation.policykey import describe_key, read_policy_public_key
 
     try:
@@ -404,6 +413,8 @@ def _explanation(
     accept_insecure: bool,
 ) -> dict[str, Any]:
     """``--explain --json``: every policy value next to the evidence's."""
+    from hats.attestation import policy, verify
+
     if verified is not None:
         measurements = verified.measurements
     else:
@@ -442,6 +453,8 @@ def _print_explanation(
     failure: str | None,
 ) -> None:
     """``--explain``: each policy's values next to the evidence's (``ok`` or ``DIFFERS``)."""
+    from hats.attestation import policy, verify
+
     if verified is not None:
         measurements = verified.measurements
     else:
@@ -466,6 +479,8 @@ def _print_explanation(
 
 
 def _parse_tcb(value: str) -> verify.Tcb:
+    from hats.attestation import verify
+
     parts = value.replace(",", "/").replace(".", "/").split("/")
     try:
         numbers = [int(part) for part in parts]
@@ -695,6 +710,10 @@ def make_command(
       hats policy make --system-image-sha256 sha256:HEX --bundle-sha256 HEX \\
           --like dice.bin --insecure -o out/policy.txtpb
     """
+    from hats.attestation import policy, provenance
+    from hats.keys.keygen import private_key_from_hex
+    from hats.pb.pcit.tvs import appraisal_policies_pb2 as policies_pb2
+
     if system_image is not None and system_image_sha256 is not None:
         raise click.UsageError("give one of --system-image and --system-image-sha256")
     image_missing = system_image is None and system_image_sha256 is None
@@ -888,6 +907,8 @@ def make_command(
 
 def _put_like(values: provenance.ReferenceValues, like: str, *, insecure: bool) -> None:
     """The --like evidence's root and kernel values, as copied values (not verified)."""
+    from hats.attestation import policy, provenance, verify
+
     measurements = verify.extract_root_and_kernel(load_evidence(like))
     if measurements.amd_measurement is None and not insecure:
         raise PolicyError(
@@ -938,6 +959,7 @@ def _put_stage0(
     guest_features: str | None,
 ) -> None:
     """``amd_sev.sha384`` computed from the stage0 binary (see ``hats measure stage0``)."""
+    from hats.attestation import provenance
     from hats.attestation.measure_cli import parse_guest_features, resolve_cpu
 
     signature, cpu_source = resolve_cpu(cpu, cpu_from)
@@ -960,6 +982,8 @@ def _put_stage0(
 
 def describe_policy(item: policies_pb2.AppraisalPolicy) -> list[str]:
     """What ``item`` accepts, in words: one line per rule, in the order they are matched."""
+    from hats.attestation import policy
+
     m = item.measurement
     stage0 = m.stage0_measurement
     lines: list[str] = []
@@ -1021,6 +1045,7 @@ def check_command(policy_file: str, public_key: str | None, as_json: bool) -> in
       hats policy check policy.txtpb
       hats policy check policy.txtpb --public-key policy-key.pub
     """
+    from hats.attestation import policy
     from hats.attestation.policykey import describe_key, read_policy_public_key
 
     try:
