@@ -111,11 +111,20 @@ def _hats(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "hats", *map(str, args)]
 
 
-def _run(step: str, args: list[str], env: dict[str, str]) -> str:
-    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+def _run(step: str, args: list[str], env: dict[str, str], *, show_progress: bool = False) -> str:
+    """Run one step; its stdout is returned, its last error line becomes the DemoError.
+
+    With ``show_progress`` the step's stderr (its progress and log lines) goes
+    straight to ours, so a long step is not silent; on failure its own lines
+    are already on the screen.
+    """
+    stderr = None if show_progress else subprocess.PIPE
+    result = subprocess.run(
+        args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, timeout=600
+    )
     if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        raise DemoError(f"{step}: {lines[-1] if lines else 'failed'}")
+        lines = (result.stderr or result.stdout or "").strip().splitlines()
+        raise DemoError(f"{step}: {lines[-1] if lines else 'failed (see above)'}")
     return result.stdout
 
 

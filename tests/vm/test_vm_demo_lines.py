@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hats.vm import demo
 
 KEY = (
@@ -32,3 +34,41 @@ def test_guest_cmdline_is_the_reference_form() -> None:
     text = demo.guest_cmdline()
     assert text.startswith(" console=ttyS0 panic=-1 brd.rd_nr=1 ")
     assert text.endswith(" -- --launcher-addr=http://10.0.2.100:8080")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_the_vm_demo_shows_the_image_builds_progress(tmp_path, monkeypatch) -> None:
+    """Step 1 runs `hats image build` without -q, its stderr on ours (not 108 silent s)."""
+    calls: list[tuple[str, list[str], bool]] = []
+
+    def record(step: str, args: list[str], env: dict[str, str], *, show_progress: bool = False):
+        calls.append((step, args, show_progress))
+        raise _Stop
+
+    monkeypatch.setattr(demo, "_run", record)
+    lines: list[str] = []
+    with pytest.raises(_Stop):
+        demo.prepare_vm(demo.VmDemoOptions(workdir=tmp_path), lines.append)
+    step, args, show_progress = calls[0]
+    assert step == "system image"
+    assert args[3:5] == ["image", "build"]  # [python, -m, hats, image, build, ...]
+    assert "-q" not in args and show_progress
+    assert lines == ["[1/6] system image: building (progress on stderr)"]
+
+
+def test_a_step_with_progress_streams_its_stderr(capfd) -> None:
+    import sys
+
+    from hats.demo import DemoError, _run
+
+    code = "import sys; print('out'); print('hats: 10% composed', file=sys.stderr)"
+    assert _run("step", [sys.executable, "-c", code], {}, show_progress=True) == "out\n"
+    assert "hats: 10% composed" in capfd.readouterr().err
+    failing = "import sys; print('boom', file=sys.stderr); sys.exit(1)"
+    with pytest.raises(DemoError) as failed:
+        _run("step", [sys.executable, "-c", failing], {}, show_progress=True)
+    assert str(failed.value) == "step: failed (see above)"
+    assert "boom" in capfd.readouterr().err

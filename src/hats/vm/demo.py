@@ -113,10 +113,10 @@ def prepare_vm(options: VmDemoOptions, echo: Echo) -> DemoSetup:
     else:
         image = work / "hats_system_image_vm.tar.xz"
         started = time.monotonic()
+        echo("[1/6] system image: building (progress on stderr)")
         args = _hats(
             "image",
             "build",
-            "-q",
             "--tvs-keys",
             key_file,
             "--secret-share-type",
@@ -128,7 +128,7 @@ def prepare_vm(options: VmDemoOptions, echo: Echo) -> DemoSetup:
             args += ["--xz-block-size", options.xz_block_size]
         if insecure_key_label(tvs_public) is not None:  # a --tvs-private-key such as 1·G
             args.append("--allow-test-keys")
-        _run("system image", args, env)
+        _run("system image", args, env, show_progress=True)
         echo(f"[1/6] system image built in {time.monotonic() - started:.0f} s: {image.name}")
     image_sha256 = hashlib.sha256(image.read_bytes()).hexdigest()
     echo(f"      sha256 {image_sha256}")
