@@ -17,6 +17,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from hats.reproducible import EPOCH
+
 #: Bump when the build procedure changes in a way not visible in the data below.
 RECIPE_VERSION = 1
 
@@ -37,7 +39,7 @@ PYTHON_PACKAGES = ("python3",)
 
 #: 2000-01-01T00:00:00Z: Oak's ``tar --mtime='2000-01-01Z'`` and the
 #: ``SOURCE_DATE_EPOCH`` given to mmdebstrap and the maintainer scripts.
-SOURCE_DATE_EPOCH = 946684800
+SOURCE_DATE_EPOCH = EPOCH
 #: Every shadow "last password change" day is set to this (days since 1970).
 SHADOW_LAST_CHANGE_DAYS = SOURCE_DATE_EPOCH // 86400
 

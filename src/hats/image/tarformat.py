@@ -46,11 +46,12 @@ import dataclasses
 import math
 
 from hats.errors import HatsError
+from hats.reproducible import EPOCH
 
 BLOCK = 512
 RECORD = 20 * BLOCK
 GNU_MAGIC = b"ustar  \x00"
-PORTABLE_MTIME = 946684800  # 2000-01-01T00:00:00Z, rules_pkg's "portable" mtime
+PORTABLE_MTIME = EPOCH  # 2000-01-01T00:00:00Z, rules_pkg's "portable" mtime
 
 ENCODING = "utf-8"
 ERRORS = "surrogateescape"

@@ -24,11 +24,12 @@ from typing import Any
 
 from hats.errors import HatsError
 from hats.fsio import atomic_output
+from hats.reproducible import EPOCH
 from hats.workload import GET_KEYS_SCRIPT as DEFAULT_SCRIPT
 from hats.workload import SCRIPT_NAME
 
 __all__ = ["DEFAULT_SCRIPT", "SCRIPT_NAME", "make_sample_bundle", "sample_config"]
-_MTIME = 946684800
+_MTIME = EPOCH
 
 
 class SampleBundleError(HatsError):

@@ -17,11 +17,12 @@ from typing import BinaryIO, Literal
 
 from hats.image.tarformat import DIRTYPE, REGTYPE, SYMTYPE, Member
 from hats.image.tarstream import TarWriter
+from hats.reproducible import EPOCH
 from hats.vm.cpio import CpioWriter, Writable
 
 Kind = Literal["file", "dir", "symlink"]
 DIR_MODE = 0o755
-TREE_MTIME = 946684800
+TREE_MTIME = EPOCH
 
 
 class TreeError(ValueError):
