@@ -44,6 +44,43 @@ else
   step "Debian packages: all ${#PACKAGES[@]} present"
 fi
 
+# Real Oak stage0 (hats launcher serve --stage0) needs QEMU >= 8: bookworm's 7.2 has no
+# x2APIC under TCG and stage0 panics. Then bookworm-backports' qemu-system-x86 is installed,
+# with the suite added by name and pinned at priority 100, so nothing else upgrades from it.
+QEMU_MIN_MAJOR=8
+qemu_major() {
+  qemu-system-x86_64 --version 2>/dev/null | sed -n '1s/^QEMU emulator version \([0-9]*\)\..*/\1/p'
+}
+if [ "$(qemu_major)" -ge "$QEMU_MIN_MAJOR" ] 2>/dev/null; then
+  step "QEMU $(qemu_major).x: runs Oak stage0"
+else
+  codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+  if [ "$codename" != bookworm ]; then
+    printf 'setup: QEMU < %s and this is not Debian bookworm (%s): install QEMU >= %s for stage0\n' \
+      "$QEMU_MIN_MAJOR" "${codename:-unknown}" "$QEMU_MIN_MAJOR" >&2
+  else
+    step "installing qemu-system-x86 from bookworm-backports (QEMU >= $QEMU_MIN_MAJOR, for stage0)"
+    SOURCES=/etc/apt/sources.list.d/hats-bookworm-backports.sources
+    PREFS=/etc/apt/preferences.d/hats-bookworm-backports
+    mirror="$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)\/\?$/\1/p' /etc/apt/sources.list.d/debian.sources \
+      2>/dev/null | head -n1)"
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+      "${mirror:-http://deb.debian.org/debian}" /usr/share/keyrings/debian-archive-keyring.gpg \
+      | $SUDO tee "$SOURCES" >/dev/null
+    printf 'Package: *\nPin: release n=bookworm-backports\nPin-Priority: 100\n' \
+      | $SUDO tee "$PREFS" >/dev/null
+    run_logged $SUDO apt-get update
+    run_logged env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends \
+      -t bookworm-backports qemu-system-x86
+    if [ "$(qemu_major)" -ge "$QEMU_MIN_MAJOR" ] 2>/dev/null; then
+      step "QEMU $(qemu_major).x installed from bookworm-backports"
+    else
+      printf 'setup: FAILED: qemu-system-x86_64 is still older than %s\n' "$QEMU_MIN_MAJOR" >&2
+      exit 1
+    fi
+  fi
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   step "creating .venv with $("$PYTHON" --version 2>&1)"
