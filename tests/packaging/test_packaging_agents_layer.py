@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import json
+import marshal
 import os
 import shutil
 import subprocess
@@ -24,16 +26,24 @@ from hats.packaging.agents_layer import (
     AgentsTree,
     agents_tree_digest,
     build_agents_tree,
+    bytecode_interpreter,
     manifest_digest,
+    pyc_path,
     scan_tree,
     tree_digest,
 )
 from hats.packaging.fetch import wheel_cache_dir
-from hats.packaging.lockfile import LOCK_PATH, read_lock
+from hats.packaging.lockfile import LOCK_PATH, TARGET_PYTHON_VERSION, read_lock
 from hats.packaging.wheels import record_hash
 from telemetry_support import needs_journal_tools, short_dir, simple_entries, write_journal
 
 HOST_PYTHON = Path("/usr/bin/python3")
+#: The image's interpreter is CPython 3.11 (Debian bookworm); pycs are only
+#: built by a CPython 3.11.
+COMPILES = bytecode_interpreter() is not None
+needs_compiler = pytest.mark.skipif(
+    not COMPILES, reason="bytecode is only compiled by CPython 3.11, the image's version"
+)
 PROC_FIXTURE = Path(__file__).parent.parent / "agent" / "proc"
 EMPTY_ENV = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
 ORCHESTRATOR_HELP = [
@@ -67,6 +77,16 @@ def _interpreters() -> list[str]:
     if HOST_PYTHON.exists():
         found.insert(0, str(HOST_PYTHON))
     return found
+
+
+def _minor_version(python: str) -> str:
+    result = subprocess.run(
+        [python, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
 
 
 def _tree_state(root: Path) -> tuple[object, ...]:
@@ -202,10 +222,126 @@ def test_hats_copy_leaves_out_caches_tests_and_junk(tmp_path: Path, hats_snapsho
     assert "usr/lib/hats/python/hats/py.typed" in hats_paths
     assert "usr/lib/hats/python/hats/orchestrator/__main__.py" in hats_paths
     assert "usr/lib/hats/python/hats/packaging/agents-requirements.txt" in hats_paths
-    assert not any(
-        "__pycache__" in p or "/tests/" in p or "/." in p or p.endswith((".pyc", ".orig"))
-        for p in hats_paths
+    assert not any("/tests/" in p or "/." in p or p.endswith(".orig") for p in hats_paths)
+    # The only bytecode is the tree's own, one pyc per module; the stray pyc is not copied.
+    assert "usr/lib/hats/python/hats/__pycache__/x.cpython-311.pyc" not in hats_paths
+    modules = {p for p in hats_paths if p.endswith(".py")}
+    pycs = {p for p in hats_paths if "__pycache__" in p}
+    assert pycs == ({pyc_path(p) for p in modules} if COMPILES else set())
+
+
+# --- bytecode ----------------------------------------------------------------
+
+#: A module whose code holds a frozenset constant and a nested function.
+SEEDED_MODULE = b"""\
+def member(x):
+    return x in {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"}
+
+
+def outer():
+    def inner():
+        return 1 / 0
+    return inner
+"""
+IN_IMAGE_DEMO = "/usr/lib/hats/python/demo/__init__.py"
+
+
+def _pyc_header(pyc: bytes) -> tuple[bytes, int, bytes]:
+    """PEP 552: magic number, flags word, source hash."""
+    return pyc[:4], int.from_bytes(pyc[4:8], "little"), pyc[8:16]
+
+
+@needs_compiler
+def test_bytecode_is_identical_whatever_the_parents_hash_seed(
+    tmp_path: Path, hats_snapshot: Path
+) -> None:
+    wheel = make_wheel({"demo/__init__.py": SEEDED_MODULE})
+    lock, cache = _fake_lock_and_cache(tmp_path, wheel, "demo-1.0-py3-none-any.whl")
+    code = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from hats.packaging.agents_layer import build_agents_tree
+        tree = build_agents_tree(
+            Path(sys.argv[1]), cache_dir=Path(sys.argv[2]), lock_file=Path(sys.argv[3]),
+            hats_source=Path(sys.argv[4]),
+        )
+        print(tree.digest)
+        """
     )
+    digests = []
+    for seed in ("1", "4242"):
+        root = tmp_path / f"tree-{seed}"
+        result = subprocess.run(
+            [sys.executable, "-c", code, str(root), str(cache), str(lock), str(hats_snapshot)],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONHASHSEED=seed),
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        digests.append(result.stdout.strip())
+        assert tree_digest(root) == digests[-1]
+    assert digests[0] == digests[1]
+    first = (tmp_path / "tree-1" / pyc_path(IN_IMAGE_DEMO.lstrip("/"))).read_bytes()
+    second = (tmp_path / "tree-4242" / pyc_path(IN_IMAGE_DEMO.lstrip("/"))).read_bytes()
+    assert first == second
+
+
+@needs_compiler
+def test_pyc_is_unchecked_hash_and_names_the_in_image_path(
+    tmp_path: Path, hats_snapshot: Path
+) -> None:
+    wheel = make_wheel({"demo/__init__.py": SEEDED_MODULE})
+    lock, cache = _fake_lock_and_cache(tmp_path, wheel, "demo-1.0-py3-none-any.whl")
+    tree = build_agents_tree(
+        tmp_path / "out", cache_dir=cache, lock_file=lock, hats_source=hats_snapshot
+    )
+    pyc_file = tree.site_dir / "demo" / "__pycache__" / "__init__.cpython-311.pyc"
+    pyc = pyc_file.read_bytes()
+    magic, flags, source_hash = _pyc_header(pyc)
+    assert magic == importlib.util.MAGIC_NUMBER
+    assert flags == 0b01  # PEP 552: hash-based, check_source off
+    assert source_hash == importlib.util.source_hash(SEEDED_MODULE)
+    # The stored name (what a traceback shows in the image, where the import
+    # system's fix-up of co_filename to the module's real path is a no-op).
+    code = marshal.loads(pyc[16:])
+    assert code.co_filename == IN_IMAGE_DEMO
+    outer = next(c for c in code.co_consts if getattr(c, "co_name", "") == "outer")
+    inner = next(c for c in outer.co_consts if getattr(c, "co_name", "") == "inner")
+    assert inner.co_filename == IN_IMAGE_DEMO
+    # Nothing of the build machine's paths in any pyc.
+    for item in tree.files:
+        if item.path.endswith(".pyc"):
+            data = (tree.root / item.path).read_bytes()
+            assert str(tree.root).encode() not in data, item.path
+            assert str(hats_snapshot).encode() not in data, item.path
+    # Same fixed mtime and mode as the rest of the tree.
+    assert int(pyc_file.stat().st_mtime) == TREE_MTIME
+    assert pyc_file.stat().st_mode & 0o7777 == 0o644
+    assert pyc_file.parent.stat().st_mode & 0o7777 == 0o755
+
+
+def test_another_python_version_ships_no_bytecode(
+    tmp_path: Path, hats_snapshot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wheel = make_wheel({"demo/__init__.py": b"VALUE = 42\n"})
+    lock, cache = _fake_lock_and_cache(tmp_path, wheel, "demo-1.0-py3-none-any.whl")
+    monkeypatch.setattr(sys, "version_info", (3, 12, 1, "final", 0))
+    assert bytecode_interpreter() is None
+    messages: list[str] = []
+    tree = build_agents_tree(
+        tmp_path / "out",
+        cache_dir=cache,
+        lock_file=lock,
+        hats_source=hats_snapshot,
+        progress=messages.append,
+    )
+    assert not [f for f in tree.files if f.path.endswith(".pyc") or "__pycache__" in f.path]
+    assert any(m.startswith("no bytecode: ") and "\n" not in m for m in messages)
+    monkeypatch.undo()
+    if COMPILES:  # the input digest tells the two trees apart
+        assert agents_tree_digest(lock_file=lock, hats_source=hats_snapshot) != tree.input_digest
 
 
 # --- with the real locked wheels -------------------------------------------------
@@ -226,7 +362,10 @@ def test_tree_layout_modes_and_manifest(agents_tree: AgentsTree) -> None:
     for directory in directories:
         assert (root / directory).stat().st_mode & 0o7777 == 0o755
     assert {int(p.lstat().st_mtime) for p in root.rglob("*")} == {TREE_MTIME}
-    assert not [p for p in root.rglob("*") if p.name == "__pycache__" or p.suffix == ".pyc"]
+    site_files = {f.path for f in files if f.path.startswith("usr/lib/hats/python/")}
+    modules = {p for p in site_files if p.endswith(".py")}
+    pycs = {f.path for f in files if "__pycache__" in f.path or f.path.endswith(".pyc")}
+    assert pycs == ({pyc_path(p) for p in modules} if COMPILES else set())
     assert not [p for p in root.rglob("*") if p.name in ("INSTALLER", "direct_url.json")]
     assert agents_tree.site_dir == root / "usr/lib/hats/python"
     assert agents_tree.binaries == {name: root / "usr/bin" / name for name in AGENTS}
@@ -255,6 +394,7 @@ def test_installed_records_match_the_installed_files(agents_tree: AgentsTree) ->
         for f in agents_tree.files
         if f.path.startswith("usr/lib/hats/python/")
         and not f.path.startswith("usr/lib/hats/python/hats/")
+        and "/__pycache__/" not in f.path  # ours, not the wheel's: RECORD lists the wheel
     }
     assert listed == third_party
 
@@ -337,10 +477,16 @@ def test_launcher_help_runs_from_the_tree(agents_tree: AgentsTree, python: str, 
     for expected in EXPECTED_HELP[name]:
         assert expected in result.stdout, expected
     # -v: the agent's code was loaded from the tree, not from wherever else
-    # (sys.executable's venv has hats installed too).
+    # (sys.executable's venv has hats installed too): from the tree's pyc when
+    # the interpreter is the image's version, else compiled from the tree's source.
     package = agents_tree.site_dir / AGENTS[name].replace(".", "/")
+    same_version = _minor_version(python) == TARGET_PYTHON_VERSION
     for module in ("__init__.py", "__main__.py"):
-        assert f"# code object from {package / module}\n" in result.stderr
+        if COMPILES and same_version:
+            pyc = agents_tree.root / pyc_path(str((package / module).relative_to(agents_tree.root)))
+            assert f"# code object from {str(pyc)!r}\n" in result.stderr
+        else:
+            assert f"# code object from {package / module}\n" in result.stderr
 
 
 @pytest.mark.network
@@ -376,8 +522,8 @@ def test_launcher_runs_directly_and_through_a_symlink(
             [*command, "--help"], capture_output=True, text=True, env=EMPTY_ENV, check=False
         )
         assert help_result.returncode == 0, help_result.stderr
-    # Running the launchers wrote nothing into the tree (no __pycache__).
-    assert not [p for p in agents_tree.root.rglob("__pycache__")]
+    # Running the launchers wrote nothing into the tree (no new pyc, nothing changed).
+    assert tree_digest(agents_tree.root) == agents_tree.digest
 
 
 @pytest.mark.network
@@ -491,3 +637,40 @@ def test_tampered_cached_wheel_is_detected_and_not_used(
     victim.write_bytes(original)
     tree = build_agents_tree(out, cache_dir=cache, hats_source=hats_snapshot)
     assert tree.digest == agents_tree.digest
+
+
+@pytest.mark.network
+@needs_compiler
+def test_agents_import_from_their_pycs_without_reading_a_source(
+    tmp_path: Path, agents_tree: AgentsTree
+) -> None:
+    """Every source of a copy replaced by one that fails: the imports still work."""
+    site = tmp_path / "site"
+    shutil.copytree(agents_tree.site_dir, site)
+    sources = sorted(site.rglob("*.py"))
+    assert sources
+    for source in sources:
+        assert source.parent.joinpath("__pycache__", source.stem + ".cpython-311.pyc").is_file(), (
+            source
+        )
+        source.write_bytes(b"raise ImportError('compiled from source')\n")
+    before = scan_tree(site)
+    python = str(HOST_PYTHON) if _minor_version(str(HOST_PYTHON)) == "3.11" else sys.executable
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.dont_write_bytecode = True
+        sys.path.insert(0, {str(site)!r})
+        import hats.orchestrator.startup, hats.orchestrator.services, grpc, cryptography
+        import google.protobuf
+        from hats.orchestrator import main
+        print(hats.orchestrator.startup.__cached__)
+        """
+    )
+    result = subprocess.run(
+        [python, "-I", "-S", "-c", code], capture_output=True, text=True, env=EMPTY_ENV, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    (cached,) = result.stdout.splitlines()
+    assert cached == str(site / "hats/orchestrator/__pycache__/startup.cpython-311.pyc")
+    assert scan_tree(site) == before  # nothing written

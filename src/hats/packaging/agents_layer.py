@@ -18,8 +18,26 @@ sorted order; files are 0644, launchers and directories 0755 (set explicitly,
 so the umask does not matter); every file and directory written gets the
 mtime :data:`TREE_MTIME` (2000-01-01T00:00:00Z, the reference layers'
 ``portable_mtime``); nothing depends on locale, time zone or directory
-listing order; no ``.pyc`` files are written, and the launchers stop the
-interpreter from writing any at run time.
+listing order. The launchers stop the interpreter from writing bytecode at
+run time.
+
+Bytecode: every ``.py`` of the site directory (the wheels' and the
+``hats`` package's) gets its ``__pycache__/NAME.cpython-311.pyc``, so no
+agent compiles its imports when it starts (:func:`compile_bytecode`). The
+pycs are PEP 552 *unchecked-hash* pycs: the interpreter loads them without
+looking at the source's mtime or hash. That is safe here because each pyc
+and its source are both inside the measured image (the image digest covers
+both, so neither can change without changing the measurement) and the tree
+is read-only at run time; an mtime-based pyc would instead tie the bytes to
+a build-time clock. They are compiled deterministically: in one child
+interpreter with ``PYTHONHASHSEED=0`` (nothing hash-ordered can reach the
+bytes; 3.11's marshal already sorts frozenset constants, earlier versions
+wrote them in hash order), files in sorted order, each with its in-image path
+(``/usr/lib/hats/python/…``) as ``co_filename``, never the build
+machine's. Bytecode is tied to the interpreter's minor version, so pycs are
+only written when the building interpreter is CPython
+:data:`~hats.packaging.lockfile.TARGET_PYTHON_VERSION`; another interpreter
+builds the tree without them (and says so), never with another version's.
 
 Two digests let callers cache:
 
@@ -32,7 +50,11 @@ Two digests let callers cache:
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
+import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -51,7 +73,7 @@ from hats.packaging.lockfile import (
 from hats.packaging.wheels import unpack_wheel_bytes
 
 #: Bumped whenever this module changes what it writes for the same inputs.
-LAYOUT_VERSION = "1"
+LAYOUT_VERSION = "2"
 #: mtime of every file and directory written (2000-01-01T00:00:00Z).
 TREE_MTIME = 946684800
 FILE_MODE = 0o644
@@ -71,6 +93,29 @@ AGENTS: dict[str, str] = {
 HATS_DATA_SUFFIXES = frozenset({".py", ".pyi", ".lock", ".txt", ".toml"})
 HATS_DATA_NAMES = frozenset({"py.typed"})
 _SKIPPED_DIRS = frozenset({"__pycache__", "tests", "test"})
+#: PEP 552 flags word of an unchecked hash-based pyc (hash-based, not checked).
+PYC_FLAGS_UNCHECKED_HASH = 0b01
+#: Run by a child interpreter with PYTHONHASHSEED=0: reads (marshalled, on
+#: stdin) a list of ``(in-image path, source bytes)`` and writes (marshalled,
+#: on stdout) a list of PEP 552 unchecked-hash pycs, ``None`` for a source
+#: that does not compile.
+_COMPILER = f"""\
+import importlib.util, marshal, sys
+out = []
+for dfile, source in marshal.loads(sys.stdin.buffer.read()):
+    try:
+        code = compile(source, dfile, "exec", dont_inherit=True, optimize=0)
+    except (SyntaxError, ValueError):
+        out.append(None)
+        continue
+    out.append(
+        importlib.util.MAGIC_NUMBER
+        + ({PYC_FLAGS_UNCHECKED_HASH}).to_bytes(4, "little")
+        + importlib.util.source_hash(source)
+        + marshal.dumps(code)
+    )
+sys.stdout.buffer.write(marshal.dumps(out))
+"""
 
 _LAUNCHER = """\
 #!/usr/bin/python3 -IS
@@ -171,12 +216,65 @@ def hats_source_files(source: Path | None = None) -> list[tuple[str, Path]]:
     return selected
 
 
+def bytecode_interpreter() -> str | None:
+    """The building interpreter's version when it can compile the tree's bytecode, else None.
+
+    Only CPython of the target's minor version (:data:`TARGET_PYTHON_VERSION`)
+    writes pycs the image's interpreter loads (same magic number, same
+    ``cpython-311`` cache tag).
+    """
+    target = tuple(int(part) for part in TARGET_PYTHON_VERSION.split("."))
+    if sys.implementation.name != "cpython" or sys.version_info[:2] != target:
+        return None
+    return platform.python_version()
+
+
+def pyc_path(source: str) -> str:
+    """Where the pyc of the tree's ``source`` (a POSIX path ending ``.py``) goes."""
+    path = PurePosixPath(source)
+    tag = "cpython-" + TARGET_PYTHON_VERSION.replace(".", "")
+    return (path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc").as_posix()
+
+
+def compile_bytecode(sources: dict[str, bytes]) -> dict[str, bytes]:
+    """Unchecked-hash pycs of ``sources`` (tree path → source): tree path of the pyc → pyc.
+
+    Compiled by a child of the building interpreter with ``PYTHONHASHSEED=0``,
+    in sorted order, each with ``/<tree path>`` as its file name. A source
+    that does not compile gets no pyc (the interpreter would fail on it
+    either way). Call only when :func:`bytecode_interpreter` is not None.
+    """
+    order = sorted(sources)
+    payload = marshal.dumps([("/" + path, sources[path]) for path in order])
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0"}
+    try:
+        result = subprocess.run(
+            # Not -I: it would ignore PYTHONHASHSEED. The environment is
+            # replaced instead; -P -s -S keep cwd and site-packages out of sys.path.
+            [sys.executable, "-P", "-s", "-S", "-c", _COMPILER],
+            input=payload,
+            capture_output=True,
+            env=env,
+            cwd="/",
+            check=False,
+        )
+    except OSError as exc:
+        raise AgentsTreeError(f"{sys.executable}: cannot run to compile: {exc}") from None
+    if result.returncode != 0:
+        lines = result.stderr.decode("utf-8", "replace").strip().splitlines() or ["no output"]
+        raise AgentsTreeError(f"compiling the agents' bytecode failed: {lines[-1]}")
+    pycs: list[bytes | None] = marshal.loads(result.stdout)
+    return {pyc_path(path): pyc for path, pyc in zip(order, pycs, strict=True) if pyc is not None}
+
+
 def agents_tree_digest(*, lock_file: Path | None = None, hats_source: Path | None = None) -> str:
     """Digest of everything the tree is built from; equal digests → identical trees.
 
-    Covers the layout version, the target interpreter, the lock file's bytes
-    (hence every wheel, by sha256), the launchers and every ``hats`` source
-    file that is copied. Needs no network.
+    Covers the layout version, the target interpreter, the building
+    interpreter's version when it compiles the bytecode (pycs may differ
+    between patch releases), the lock file's bytes (hence every wheel, by
+    sha256), the launchers and every ``hats`` source file that is copied.
+    Needs no network.
     """
     lock_path = LOCK_PATH if lock_file is None else lock_file
     digest = hashlib.sha256()
@@ -184,6 +282,7 @@ def agents_tree_digest(*, lock_file: Path | None = None, hats_source: Path | Non
     digest.update(
         f"target {TARGET_PYTHON_VERSION} {TARGET_ABI} {' '.join(TARGET_PLATFORMS)}\n".encode()
     )
+    digest.update(f"bytecode {bytecode_interpreter() or 'none'}\n".encode())
     try:
         digest.update(f"lock {sha256_file(lock_path)}\n".encode())
     except OSError as exc:
@@ -290,6 +389,23 @@ def _collect(
         except OSError as exc:
             raise AgentsTreeError(f"{path}: cannot read: {exc.strerror}") from None
         add(f"{SITE_DIR}/{relative}", data, FILE_MODE, "the hats package")
+
+    compiler = bytecode_interpreter()
+    if compiler is None:
+        progress(
+            f"no bytecode: this is Python {platform.python_version()}, the image's is "
+            f"{TARGET_PYTHON_VERSION}; the agents will compile their imports when they start"
+        )
+    else:
+        modules = {
+            relative: data
+            for relative, (data, _) in contents.items()
+            if relative.startswith(f"{SITE_DIR}/") and relative.endswith(".py")
+        }
+        pycs = compile_bytecode(modules)
+        progress(f"compiled {len(pycs)} of {len(modules)} modules with Python {compiler}")
+        for relative, pyc in sorted(pycs.items()):
+            add(relative, pyc, FILE_MODE, "the bytecode compiler")
 
     for name in sorted(AGENTS):
         add(f"{BIN_DIR}/{name}", launcher_script(name), EXEC_MODE, "the launchers")
