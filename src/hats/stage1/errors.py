@@ -67,3 +67,8 @@ class CmdlineError(Stage1Error):
 
 class LauncherAddrError(CmdlineError):
     """``--launcher-addr`` is not a URI that stage1 (tonic's ``Uri``) accepts."""
+
+
+class Stage0HandoffError(Stage1Error):
+    """Stage0's DICE hand-off (``--oak-dice`` …) is incomplete, not E820-reserved, unreadable,
+    or its ``OakProto`` region has a wrong magic, length or proto."""

@@ -8,9 +8,12 @@ insecure (non-SEV) mode:
 2. fetch the system image with ``oak.containers.Launcher/GetOakSystemImage``
    (chunks kept in memory, retried while the launcher is unreachable);
 3. measure it: SHA-256 of the bytes received, *before* decompressing;
-4. create the DICE data of the insecure chain
+4. create the DICE data for the next layer: with real Oak stage0's hand-off
+   (``--oak-dice`` …, :mod:`hats.stage1.handoff`, taken and zeroed before the
+   network is up) the system layer is added to stage0's evidence, signed by
+   stage0's layer-1 key; without it (no stage0) the insecure chain is simulated
    (:func:`hats.attestation.simulate.simulate_stage1`; stage0's event records
-   this boot's ``/proc/cmdline``);
+   this boot's ``/proc/cmdline``), which is said once on the console;
 5. mount a tmpfs on ``/rootfs`` (size ``brd.rd_size`` KiB when given: the
    reference sizes its ramdisk with it) and unpack the image with Oak's
    rules (:mod:`hats.stage1.unpack`), then the after-unpack steps
@@ -36,9 +39,14 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hats.errors import HatsError
 from hats.stage1.errors import Stage1Error
+
+if TYPE_CHECKING:
+    from hats.pb.oak.attestation.v1 import dice_pb2
+    from hats.stage1.cmdline import Stage1Args
 
 BUSYBOX = "/bin/busybox"
 ROOTFS = Path("/rootfs")
@@ -157,6 +165,23 @@ def mount_rootfs(kernel_args: list[str]) -> None:
     busybox("mount", "-t", "tmpfs", "-o", options, "tmpfs", str(ROOTFS))
 
 
+def take_handoff(args: Stage1Args) -> dice_pb2.DiceData | None:
+    """Stage0's DiceData (its range zeroed), or ``None`` without stage0 (said once)."""
+    from hats.stage1.handoff import handoff_from_args, take_stage0_dice
+
+    found = handoff_from_args(args)
+    if found is None:
+        log("no stage0 hand-off (no --oak-dice): simulating the stage0 layer (insecure root)")
+        return None
+    taken = take_stage0_dice(found)
+    layers = len(taken.dice_data.evidence.layers)
+    log(
+        f"stage0 hand-off at {found.describe()}: DiceData with {layers} layer(s), "
+        f"{taken.event_count} event(s); the DICE range now reads as zeros"
+    )
+    return taken.dice_data
+
+
 def run(argv: Sequence[str]) -> tuple[str, str]:
     """Steps 1–5; returns (init path, LAUNCHER_ADDR value) for the hand-over."""
     from hats.attestation import dice
@@ -169,6 +194,7 @@ def run(argv: Sequence[str]) -> tuple[str, str]:
     kernel_cmdline = PROC_CMDLINE.read_text(encoding="utf-8").rstrip("\n")
     kernel_args = parse_proc_cmdline(kernel_cmdline).kernel_args
     log(f"launcher {args.launcher_addr}, init {args.init}")
+    stage0 = take_handoff(args)
     configure_network(kernel_args)
     started = time.monotonic()
     chunks, image_sha256 = fetch_image(args.launcher_addr)
@@ -178,7 +204,12 @@ def run(argv: Sequence[str]) -> tuple[str, str]:
         f"sha256 {image_sha256.hex()}"
     )
     # As Oak: the DICE data for the next layer exists before the image is processed.
-    dice_data = simulate_stage1(image_sha256, Stage0Inputs(kernel_cmdline=kernel_cmdline))
+    if stage0 is not None:
+        attester = dice.DiceAttester(stage0)
+        attester.extend(dice.system_layer_event(image_sha256))
+        dice_data = attester.dice_data()
+    else:
+        dice_data = simulate_stage1(image_sha256, Stage0Inputs(kernel_cmdline=kernel_cmdline))
     encoded = dice.encode_dice_data(dice_data)
     mount_rootfs(kernel_args)
     started = time.monotonic()
