@@ -228,7 +228,6 @@ def resolve_user(name: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Start up, serve, run the container; its exit status."""
-    from hats.orchestrator import bundle, runtime, services
     from hats.orchestrator.startup import start
 
     uid, gid = resolve_user(args.runtime_user)
@@ -236,6 +235,9 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("hats.orchestrator")
     key_provisioning = None
     try:
+        # Imported only now: nothing before the first TVS round needs them.
+        from hats.orchestrator import bundle, runtime, services
+
         # Oak's KeyProvisioning (§3.8) only when asked for, never on 0.0.0.0 by default.
         key_provisioning = services.serve_key_provisioning(
             args.key_provisioning_addr, started.state
