@@ -53,6 +53,7 @@ from hats.attestation.errors import AttestationError, EvidenceFormatError, Polic
 from hats.cliopts import Digest
 from hats.errors import HatsError
 from hats.fsio import make_parent_dirs, write_bytes_atomic
+from hats.hashing import file_sha256, read_failure
 from hats.textsafe import printable
 
 if TYPE_CHECKING:  # the verifier, protobuf and X.509 load in the commands: --help stays fast
@@ -128,11 +129,9 @@ def _parse_now(value: str | None) -> datetime | None:
 
 def _file_sha256(path: str) -> str:
     try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        return file_sha256(path)
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise HatsError(f"{path}: cannot read: {reason}") from None
+        raise HatsError(f"{path}: cannot read: {read_failure(exc)}") from None
 
 
 # --- inspect ------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hats import hashing
 from hats.attestation.amd import report as amd_report
 from hats.errors import HatsError
 
@@ -96,12 +97,9 @@ def read_file(path: str | Path, what: str) -> bytes:
 def file_sha256(path: str | Path, what: str = "file") -> str:
     """SHA-256 (hex) of the file at ``path``, read in chunks."""
     try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        return hashing.file_sha256(path)
     except OSError as exc:
-        raise MeasureError(
-            f"{path}: cannot read {what}: {exc.strerror or type(exc).__name__}"
-        ) from None
+        raise MeasureError(f"{path}: cannot read {what}: {hashing.read_failure(exc)}") from None
 
 
 # --- the kernel -------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ accepts another init path (never the guest: upstream-facts F10).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -25,10 +24,10 @@ from hats.attestation.simulate import DEFAULT_KERNEL_CMDLINE, Stage0Inputs, defa
 from hats.attestation.simulate import simulate_stage1 as _simulate
 from hats.errors import HatsError
 from hats.fsio import atomic_output, make_parent_dirs
+from hats.hashing import file_sha256, read_failure
 from hats.stage1.cmdline import parse_proc_cmdline, parse_stage1_args, stage1_argv
 
 DICE_FILE_MODE = 0o600
-_CHUNK = 1 << 20
 
 # (keyword, file option, digest option, default-digest name, help noun)
 _MEASURED = (
@@ -41,14 +40,10 @@ _MEASURED = (
 
 
 def _file_sha256(path: str) -> bytes:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
+        return bytes.fromhex(file_sha256(path))
     except OSError as exc:
-        raise HatsError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
-    return digest.digest()
+        raise HatsError(f"{path}: cannot read: {read_failure(exc)}") from None
 
 
 def _hex_sha256(value: str, option: str) -> bytes:

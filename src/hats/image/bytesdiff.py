@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hats.hashing import file_sha256_sized
 from hats.image import tarformat as tf
 from hats.image.compose import apply_member
 from hats.image.compress import detect_format, open_decompressed
@@ -136,16 +137,6 @@ def xz_layout(path: Path) -> XzLayout | None:
     return XzLayout(check, tuple(blocks), streams, padding, sized)
 
 
-def _file_sha256(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def _hashed(chunks: Iterator[bytes], sha: Any) -> Iterator[bytes]:
     for chunk in chunks:
         sha.update(chunk)
@@ -169,7 +160,7 @@ def read_image(path: Path) -> tuple[EffectiveTree, ImageFacts]:
             end = reader.offset + (-member.size % tf.BLOCK if member.is_regular else 0)
         while counting.read(1 << 20):
             pass
-    sha256, size = _file_sha256(path)
+    sha256, size = file_sha256_sized(path)
     facts = ImageFacts(
         path=path,
         sha256=sha256,

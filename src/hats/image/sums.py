@@ -21,11 +21,11 @@ Rules (reference ``client/scripts/update-hashes.sh`` / ``check-hashes.sh``):
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from hats import hashing
 from hats.errors import HatsError
 from hats.fsio import write_bytes_atomic
 
@@ -51,16 +51,13 @@ def check_digest(value: str, where: str) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The hex SHA-256 of ``path`` (:func:`hats.hashing.file_sha256`); failures are SumsError."""
     try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
+        return hashing.file_sha256(path)
     except FileNotFoundError:
         raise SumsError(f"{path}: no such file") from None
     except OSError as exc:
         raise SumsError(f"{path}: cannot read: {exc.strerror}") from None
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ proxies) applies; the hashes make the source irrelevant.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hats.errors import HatsError
+from hats.hashing import file_sha256
 from hats.packaging.lockfile import LockedRequirement, normalize_name, pip_target_args
 
 #: Seconds one ``pip download`` may take before it counts as a network failure.
@@ -53,13 +53,8 @@ def wheel_cache_dir(cache_dir: Path) -> Path:
     return cache_dir / "agents-wheels"
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's content."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+#: Hex sha256 of a file's content (:func:`hats.hashing.file_sha256`; ``OSError`` propagates).
+sha256_file = file_sha256
 
 
 def _wheel_name_version(filename: str) -> tuple[str, str]:

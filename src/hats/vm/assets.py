@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hats.base.cache import default_cache_dir
-from hats.packaging.fetch import sha256_file
+from hats.hashing import file_sha256 as sha256_file
 from hats.vm import initramfs
 from hats.vm.debian import BUSYBOX_PACKAGE, AptConfig, PackageFetcher, extract_deb
 
