@@ -15,6 +15,7 @@ import click
 
 from hats import __version__
 from hats.errors import HatsError
+from hats.sharetype import DEFAULT_SHARE_TYPE, SHARE_TYPES
 from hats.textsafe import printable
 
 #: The command groups, loaded only when named: ``hats --help`` and ``hats X
@@ -179,8 +180,8 @@ def agent_command(args: tuple[str, ...]) -> int:
 )
 @click.option(
     "--share",
-    type=click.Choice(["no-split", "xor", "shamir"]),
-    default="no-split",
+    type=click.Choice(SHARE_TYPES),
+    default=DEFAULT_SHARE_TYPE.value,
     show_default=True,
     help="How the secret is split across the TVSes.",
 )

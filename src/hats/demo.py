@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hats.errors import HatsError
+from hats.sharetype import DEFAULT_SHARE_TYPE, ShareType
 
 KEY_ID = "64"
 READY_TIMEOUT = 60.0
@@ -51,7 +52,7 @@ class DemoError(HatsError):
 @dataclass
 class DemoOptions:
     tvs: int = 1
-    share: str = "no-split"
+    share: str = DEFAULT_SHARE_TYPE.value
     image: Path | None = None
     heartbeat: int | None = None
     workdir: Path | None = None
@@ -157,7 +158,7 @@ def _minimal_image(work: Path, env: dict[str, str]) -> Path:
             keys,
             "--allow-test-keys",  # 1·G: this image is never attested
             "--secret-share-type",
-            "no-split",
+            ShareType.NO_SPLIT.value,
             "--orchestrator",
             binary,
             "--agent",
@@ -262,7 +263,7 @@ def prepare(
     secret = secrets.token_bytes(32)
     expected = hashlib.sha256(secret).hexdigest()[:16]
     secrets_file = work / "secrets.toml"
-    if options.share == "no-split":
+    if options.share == ShareType.NO_SPLIT:
         lines = [f'private_key = "{secret.hex()}"']
     else:
         shares = [s.decode() for s in split_secret(options.share, options.tvs, None, secret)]
@@ -365,7 +366,7 @@ def start_tvs(
         "--secrets-file",
         secrets_file or setup.secrets_file,
     )
-    if setup.share != "no-split":
+    if setup.share != ShareType.NO_SPLIT:
         args += ["--share-index", str(index + 1)]
     # Private keys go through the environment, not the command line (`ps` shows it).
     env = {**setup.env, "HATS_TVS_PRIMARY_PRIVATE_KEY": private.hex()}
@@ -463,11 +464,11 @@ def claim_workdir(path: Path, echo: Callable[[str], None]) -> None:
 
 def run_demo(options: DemoOptions, echo: Callable[[str], None]) -> DemoResult:
     """Run the demo; see the module docstring."""
-    if options.share == "no-split" and options.tvs != 1:
+    if options.share == ShareType.NO_SPLIT and options.tvs != ShareType.NO_SPLIT.min_tvs:
         raise DemoError("--share no-split needs exactly one TVS (--tvs 1)")
-    if options.share == "xor" and options.tvs < 2:
+    if options.share == ShareType.XOR and options.tvs < ShareType.XOR.min_tvs:
         raise DemoError("--share xor needs at least two TVSes")
-    if options.share == "shamir" and options.tvs < 3:
+    if options.share == ShareType.SHAMIR and options.tvs < ShareType.SHAMIR.min_tvs:
         raise DemoError("--share shamir needs three TVSes (2 of 3)")
     if options.workdir is not None:
         claim_workdir(options.workdir, echo)

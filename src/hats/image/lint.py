@@ -47,12 +47,14 @@ from hats.image.tree import EffectiveTree, Entry
 from hats.image.units import ORCHESTRATOR_UNIT, SYSLOGD_UNIT, exec_binaries, unit_directives
 from hats.keys.keyfile import check_key_file, parse_key_file, read_like_reference
 from hats.keys.keygen import insecure_key_label
+from hats.sharetype import DEFAULT_SHARE_TYPE, MAX_TVS, ShareType
 from hats.textsafe import printable
 
 KEY_FILE = "hats/tvs_public_keys.txt"
 HATS_UNITS = (f"etc/systemd/system/{ORCHESTRATOR_UNIT}", f"etc/systemd/system/{SYSLOGD_UNIT}")
 UNIT_DIRS = ("etc/systemd/system/", "usr/lib/systemd/system/", "lib/systemd/system/")
-MIN_KEYS = {"no-split": (1, 1), "xor": (2, 10), "shamir": (3, 10)}
+#: Each share type's (fewest, most) TVS keys (:class:`hats.sharetype.ShareType`).
+MIN_KEYS = {t.value: (t.min_tvs, t.max_tvs) for t in ShareType}
 ERROR_CODES = (
     "oak-dir",
     "unsafe-name",
@@ -87,7 +89,7 @@ class Finding:
 
 def share_type_of(unit_text: bytes) -> str:
     """The ``--secret-share-type`` an orchestrator unit passes (default no-split)."""
-    share = "no-split"
+    share = DEFAULT_SHARE_TYPE.value
     for value in unit_directives(unit_text).get("ExecStart", []):
         words = value.split()
         for i, word in enumerate(words):
@@ -250,8 +252,12 @@ def _lint_keys(tree: EffectiveTree, allow_test_keys: bool = False) -> list[Findi
     out.extend(_lint_test_keys(entry.data, path, allow_test_keys))
     count = len(entry.data.decode().splitlines())
     unit = tree.lookup(HATS_UNITS[0])
-    share = share_type_of(unit.data) if unit is not None and unit.data is not None else "no-split"
-    low, high = MIN_KEYS.get(share, (1, 10))
+    share = (
+        share_type_of(unit.data)
+        if unit is not None and unit.data is not None
+        else DEFAULT_SHARE_TYPE.value
+    )
+    low, high = MIN_KEYS.get(share, (1, MAX_TVS))
     if not low <= count <= high:
         need = "exactly 1" if low == high else f"at least {low}"
         out.append(

@@ -24,8 +24,9 @@ import re
 from collections.abc import Sequence
 
 from hats.errors import HatsError
+from hats.sharetype import SHARE_TYPES as SHARE_TYPES  # image.cli and image.spec name it here
+from hats.sharetype import ShareType
 
-SHARE_TYPES = ("no-split", "xor", "shamir")
 ORCHESTRATOR_BIN = "/usr/bin/orchestrator_main"
 SYSLOGD_BIN = "/usr/bin/oak_containers_syslogd"
 AGENT_BIN = "/usr/bin/oak_containers_agent"
@@ -55,7 +56,7 @@ def orchestrator_exec_start(
         "--ipc-socket-path",
         "${RUNTIME_DIRECTORY}/oak_utils/orchestrator_ipc",
         "--launcher-addr=${LAUNCHER_ADDR}",
-        f"--secret-share-type={share_type}",
+        ShareType(share_type).unit_flag,
     ]
     if heartbeat is not None:
         if heartbeat < 1:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hats.agent_common import DEFAULT_LAUNCHER_ADDR, EXIT_NOT_IMPLEMENTED, agent_epilog
+from hats.sharetype import DEFAULT_SHARE_TYPE, SHARE_TYPES
 
 if TYPE_CHECKING:
     from hats.orchestrator.startup import StartupConfig
@@ -42,8 +43,9 @@ DEFAULT_CONTAINER_DIR = "/oak_container"
 DEFAULT_IPC_SOCKET_PATH = "/oak_utils/orchestrator_ipc"
 DEFAULT_RUNTIME_USER = "oakc"
 DEFAULT_TVS_PUBLIC_KEYS_FILE = "/hats/tvs_public_keys.txt"
-SECRET_SHARE_TYPES = ("no-split", "shamir", "xor")
-DEFAULT_SECRET_SHARE_TYPE = "no-split"
+#: Alphabetical: the order the orchestrator's --help and usage errors list them.
+SECRET_SHARE_TYPES = tuple(sorted(SHARE_TYPES))
+DEFAULT_SECRET_SHARE_TYPE = DEFAULT_SHARE_TYPE.value
 DEFAULT_TVS_HEARTBEAT_FREQUENCY = 3600
 DEFAULT_DICE_FILE = "/oak/dice"
 DEFAULT_RPC_TIMEOUT = 30.0

@@ -55,10 +55,10 @@ from hats.protocol.key_wrapping import KeyWrappingError, PrivateKeyWrappingKeys,
 from hats.protocol.secret_sharing import SecretSharingError, SecretSplitter, ShareFormatError
 from hats.protocol.shamir import ShamirSharing
 from hats.protocol.xor import XorSharing
+from hats.sharetype import ShareType
 
 logger = logging.getLogger(__name__)
 
-SHARE_TYPES = ("no-split", "shamir", "xor")
 DEFAULT_JITTER = 0.1
 """Heartbeat delays are uniform in ``period * [1 - jitter, 1 + jitter]``."""
 
@@ -89,33 +89,33 @@ def make_splitter(share_type: str, num_tvs: int) -> SecretSplitter | None:
     ``no-split`` with other than one TVS, ``xor`` with fewer than two,
     ``shamir`` with fewer than three (threshold N-1 must be at least 2).
     """
-    if share_type == "no-split":
-        if num_tvs != 1:
+    if share_type == ShareType.NO_SPLIT:
+        if num_tvs != ShareType.NO_SPLIT.min_tvs:
             raise SecretConfigError(
                 f"--secret-share-type=no-split needs exactly one TVS, the key file lists {num_tvs}"
             )
         return None
-    if share_type == "xor":
-        if num_tvs < 2:
+    if share_type == ShareType.XOR:
+        if num_tvs < ShareType.XOR.min_tvs:
             raise SecretConfigError(
                 f"--secret-share-type=xor needs at least two TVSes, the key file lists {num_tvs} "
                 "(with one TVS use no-split)"
             )
         return XorSharing(num_tvs)
-    if share_type == "shamir":
-        if num_tvs < 3:
+    if share_type == ShareType.SHAMIR:
+        if num_tvs < ShareType.SHAMIR.min_tvs:
             raise SecretConfigError(
                 f"--secret-share-type=shamir needs at least three TVSes (threshold N-1 >= 2), "
                 f"the key file lists {num_tvs}"
             )
-        return ShamirSharing(num_tvs, num_tvs - 1)
+        return ShamirSharing(num_tvs, ShareType.SHAMIR.threshold(num_tvs))
     raise SecretConfigError(f"unknown secret share type {share_type!r}")
 
 
 def required_replies(share_type: str, num_tvs: int) -> int:
-    """How many TVSes must answer for a round to succeed."""
-    if share_type == "shamir":
-        return num_tvs - 1
+    """How many TVSes must answer for a round to succeed (:meth:`ShareType.threshold`)."""
+    if share_type == ShareType.SHAMIR:
+        return ShareType.SHAMIR.threshold(num_tvs)
     return num_tvs
 
 

@@ -75,6 +75,7 @@ from hats.pb.pcit.client import launcher_pb2_grpc
 from hats.protocol import p256
 from hats.protocol.channel_errors import InvalidPrivateKeyError
 from hats.protocol.key_wrapping import KeyWrappingError, PrivateKeyWrappingKeys
+from hats.sharetype import DEFAULT_SHARE_TYPE
 from hats.transport import parse_address
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class StartupConfig:
 
     launcher_addr: str
     tvs_public_keys_file: Path
-    secret_share_type: str = "no-split"
+    secret_share_type: str = DEFAULT_SHARE_TYPE.value
     heartbeat_period: float = 3600.0
     dice_file: Path = Path(DEFAULT_DICE_FILE)
     max_secret_staleness: float | None = None

@@ -12,8 +12,9 @@ from hats.errors import HatsError
 from hats.protocol.secret_sharing import SecretSplitter
 from hats.protocol.shamir import ShamirSharing
 from hats.protocol.xor import XorSharing
+from hats.sharetype import ShareType
 
-SCHEMES = ("xor", "shamir")
+SCHEMES = (ShareType.XOR.value, ShareType.SHAMIR.value)
 
 
 class SplitError(HatsError):
@@ -22,18 +23,18 @@ class SplitError(HatsError):
 
 def default_threshold(scheme: str, shares: int) -> int:
     """XOR: every share; Shamir: ``max(shares - 1, 2)`` (as the orchestrator and provisioning)."""
-    if scheme == "xor":
-        return shares
-    return max(shares - 1, 2)
+    if scheme == ShareType.XOR:
+        return ShareType.XOR.threshold(shares)
+    return max(ShareType.SHAMIR.threshold(shares), 2)
 
 
 def splitter_for(scheme: str, shares: int, threshold: int | None = None) -> SecretSplitter:
     """The splitter for ``scheme`` (``xor`` or ``shamir``) with ``shares`` shares."""
-    if scheme == "xor":
+    if scheme == ShareType.XOR:
         if threshold is not None and threshold != shares:
             raise SplitError(f"XOR sharing needs all {shares} shares: threshold must be {shares}")
         return XorSharing(shares)
-    if scheme == "shamir":
+    if scheme == ShareType.SHAMIR:
         return ShamirSharing(
             shares, default_threshold(scheme, shares) if threshold is None else threshold
         )
