@@ -8,6 +8,7 @@ from hats import reproducible
 from hats.base import recipe
 from hats.image import tarformat
 from hats.orchestrator import sample_bundle
+from hats.packaging import agents_layer
 from hats.vm import tree
 
 
@@ -21,3 +22,4 @@ def test_every_deterministic_writer_uses_the_one_epoch() -> None:
     assert recipe.SOURCE_DATE_EPOCH == reproducible.EPOCH
     assert tree.TREE_MTIME == reproducible.EPOCH
     assert sample_bundle._MTIME == reproducible.EPOCH
+    assert agents_layer.TREE_MTIME == reproducible.EPOCH

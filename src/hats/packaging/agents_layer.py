@@ -71,11 +71,12 @@ from hats.packaging.lockfile import (
     read_lock,
 )
 from hats.packaging.wheels import unpack_wheel_bytes
+from hats.reproducible import EPOCH
 
 #: Bumped whenever this module changes what it writes for the same inputs.
 LAYOUT_VERSION = "2"
 #: mtime of every file and directory written (2000-01-01T00:00:00Z).
-TREE_MTIME = 946684800
+TREE_MTIME = EPOCH
 FILE_MODE = 0o644
 EXEC_MODE = 0o755
 DIR_MODE = 0o755
