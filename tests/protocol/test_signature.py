@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hats.protocol import p256
-from hats.protocol.channel_errors import (
-    ChannelError,
+from hats.protocol.crypto_errors import (
+    CryptoError,
     InvalidPrivateKeyError,
     InvalidPublicKeyError,
     MalformedSignatureError,
@@ -231,7 +231,7 @@ def test_errors_contain_no_key_material() -> None:
         lambda: verify(RFC_PUBLIC[:64], b"test", RFC_TEST),
         lambda: sign(b"\xff" * 32, b"test"),
     ):
-        with pytest.raises(ChannelError) as info:
+        with pytest.raises(CryptoError) as info:
             call()
         assert info.value.__cause__ is None
         assert info.value.__context__ is None

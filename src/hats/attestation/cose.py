@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hats.attestation.errors import EvidenceFormatError, EvidenceVerificationError
 from hats.protocol import p256, signature
-from hats.protocol.channel_errors import (
+from hats.protocol.crypto_errors import (
     InvalidPublicKeyError,
     MalformedSignatureError,
     SignatureMismatchError,
@@ -467,7 +467,7 @@ def issue_certificate(
 
     The payload is :func:`certificate_payload` of the other arguments; the
     ES256 signature over the Sig_structure is deterministic (RFC 6979). A
-    bad key raises :class:`hats.protocol.channel_errors.InvalidPrivateKeyError`.
+    bad key raises :class:`hats.protocol.crypto_errors.InvalidPrivateKeyError`.
     """
     payload = certificate_payload(
         issuer_id=issuer_id,

@@ -42,7 +42,7 @@ from hats.attestation.errors import AttestationError, EvidenceFormatError
 from hats.pb.oak import digest_pb2
 from hats.pb.oak.attestation.v1 import dice_pb2, eventlog_pb2, evidence_pb2
 from hats.protocol import p256
-from hats.protocol.channel_errors import InvalidPrivateKeyError
+from hats.protocol.crypto_errors import InvalidPrivateKeyError
 
 TYPE_URL_PREFIX: Final = "type.googleapis.com/"
 STAGE0_TAG: Final = "Stage0"
@@ -294,7 +294,7 @@ class DiceAttester:
         ``event`` is the encoded container event (the one passed to the last
         :meth:`extend`); X25519 keys are 32 raw bytes (:class:`ValueError`
         otherwise), a bad signing key raises
-        :class:`hats.protocol.channel_errors.InvalidPublicKeyError`.
+        :class:`hats.protocol.crypto_errors.InvalidPublicKeyError`.
         """
         self._check_open()
         event_sha256 = cose.sha256(bytes(event))

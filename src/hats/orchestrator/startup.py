@@ -73,7 +73,7 @@ from hats.pb.oak.attestation.v1 import evidence_pb2
 from hats.pb.oak.containers import interfaces_pb2, interfaces_pb2_grpc
 from hats.pb.pcit.client import launcher_pb2_grpc
 from hats.protocol import p256
-from hats.protocol.channel_errors import InvalidPrivateKeyError
+from hats.protocol.crypto_errors import InvalidPrivateKeyError
 from hats.protocol.key_wrapping import KeyWrappingError, PrivateKeyWrappingKeys
 from hats.sharetype import DEFAULT_SHARE_TYPE
 from hats.transport import parse_address

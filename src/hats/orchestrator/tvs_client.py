@@ -16,9 +16,12 @@ chosen by the first message's ``tvs_id``::
 
 Every session has a fresh ephemeral key and a deadline (the reference has
 none). Failures raise :class:`TvsSessionError` naming the TVS (``TVS <index>
-(line <n>)``); the gRPC status detail, which the launcher fills with the
-TVS's own error text (``Failed to read from stream. …``), is kept on one line
-and shortened. Messages never contain a key, a share or a secret.
+(line <n>)``) — :class:`TvsProtocolError` when the TVS's reply is at fault (a
+:class:`~hats.errors.RemoteProtocolError`); calling the session's steps out of
+order is our bug, a :class:`~hats.errors.LocalProtocolError`. The gRPC status
+detail, which the launcher fills with the TVS's own error text (``Failed to
+read from stream. …``), is kept on one line and shortened. Messages never
+contain a key, a share or a secret.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf.message import DecodeError
 
-from hats.errors import HatsError
+from hats.errors import HatsError, LocalProtocolError, RemoteProtocolError
 from hats.keys.keyfile import TvsKey
 from hats.orchestrator.state import Secret
 from hats.pb.oak.attestation.v1 import evidence_pb2
@@ -39,6 +42,7 @@ from hats.pb.pcit.client import launcher_pb2, launcher_pb2_grpc
 from hats.pb.pcit.tvs import tvs_messages_pb2, tvs_pb2
 from hats.protocol.channel_errors import ChannelError
 from hats.protocol.crypter import Crypter
+from hats.protocol.crypto_errors import CryptoError
 from hats.protocol.handshake import HandshakeInitiator
 from hats.protocol.signature import sign_handshake_hash
 
@@ -53,6 +57,10 @@ class TvsSessionError(HatsError):
         super().__init__(f"{tvs}: {message}")
         self.tvs = tvs
         self.reason = message
+
+
+class TvsProtocolError(TvsSessionError, RemoteProtocolError):
+    """The TVS's reply breaks the protocol (does not parse, authenticate or decrypt)."""
 
 
 def tvs_name(tvs: TvsKey) -> str:
@@ -86,7 +94,8 @@ class AttestationSession:
 
     :meth:`first_message` → send; :meth:`handle_init_response` (message 2) →
     send its result; :meth:`handle_verify_response` (message 4) → secrets.
-    Errors raise :class:`TvsSessionError` naming the TVS.
+    Errors raise :class:`TvsSessionError` naming the TVS (:class:`TvsProtocolError`
+    for a bad reply); a step out of order raises :class:`~hats.errors.LocalProtocolError`.
     """
 
     def __init__(self, tvs: TvsKey, parameters: AttestationParameters) -> None:
@@ -95,7 +104,7 @@ class AttestationSession:
         self._parameters = parameters
         try:
             self._initiator = HandshakeInitiator(tvs.public_key, parameters.authentication_key)
-        except ChannelError as exc:
+        except (ChannelError, CryptoError) as exc:
             raise TvsSessionError(self._name, str(exc)) from None
         self._crypter: Crypter | None = None
 
@@ -135,10 +144,10 @@ class AttestationSession:
         try:
             response.ParseFromString(reply.binary_message)
         except DecodeError:
-            raise TvsSessionError(self._name, "the reply is not an AttestReportResponse") from None
+            raise TvsProtocolError(self._name, "the reply is not an AttestReportResponse") from None
         kind = response.WhichOneof("response")
         if kind != expected:
-            raise TvsSessionError(
+            raise TvsProtocolError(
                 self._name, f"unexpected reply: expected {expected}, got {kind or 'nothing'}"
             )
         if kind == "init_session_response":
@@ -152,8 +161,8 @@ class AttestationSession:
         message2 = self._response(reply, "init_session_response")
         try:
             result = self._initiator.process_response(message2)
-        except ChannelError as exc:
-            raise TvsSessionError(self._name, f"handshake failed: {exc}") from None
+        except (ChannelError, CryptoError) as exc:
+            raise TvsProtocolError(self._name, f"handshake failed: {exc}") from None
         signature = sign_handshake_hash(self._parameters.signing_key, result.handshake_hash)
         request = tvs_messages_pb2.VerifyReportRequest(
             evidence=self._parameters.evidence,
@@ -173,17 +182,17 @@ class AttestationSession:
     def handle_verify_response(self, reply: tvs_pb2.OpaqueMessage) -> list[Secret]:
         """Process message 4: the decrypted ``VerifyReportResponse`` as :class:`Secret` list."""
         if self._crypter is None:
-            raise TvsSessionError(self._name, "message 4 before the handshake finished")
+            raise LocalProtocolError(f"{self._name}: message 4 before the handshake finished")
         encrypted = self._response(reply, "verify_report_response")
         try:
             plaintext = self._crypter.decrypt(encrypted)
         except ChannelError as exc:
-            raise TvsSessionError(self._name, f"cannot decrypt the reply: {exc}") from None
+            raise TvsProtocolError(self._name, f"cannot decrypt the reply: {exc}") from None
         response = tvs_messages_pb2.VerifyReportResponse()
         try:
             response.ParseFromString(plaintext)
         except DecodeError:
-            raise TvsSessionError(self._name, "the reply is not a VerifyReportResponse") from None
+            raise TvsProtocolError(self._name, "the reply is not a VerifyReportResponse") from None
         return [
             Secret(key_id=item.key_id, public_key=item.public_key, private_key=item.private_key)
             for item in response.secrets

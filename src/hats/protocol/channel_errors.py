@@ -1,11 +1,14 @@
-"""Errors of the TVS secure channel: keys, handshake, Crypter and signatures.
+"""Errors of the TVS secure channel: handshake and Crypter.
 
-Every failure of :mod:`hats.protocol.p256`, :mod:`hats.protocol.handshake`,
-:mod:`hats.protocol.crypter` and :mod:`hats.protocol.signature` caused by its
-input (a key from the configuration, a message from the peer) is a
-:class:`ChannelError`, with one subclass per kind of failure. Where the
-reference implementation panics on malformed input (spec wire-protocol §8.6),
-we raise one of these instead.
+Every failure of :mod:`hats.protocol.handshake` and :mod:`hats.protocol.crypter`
+caused by its input (a message from the peer) is a :class:`ChannelError`, with
+one subclass per kind of failure. Where the reference implementation panics on
+malformed input (spec wire-protocol §8.6), we raise one of these instead. Bad
+P-256 keys and signatures (:mod:`hats.protocol.p256`,
+:mod:`hats.protocol.signature`) raise :mod:`hats.protocol.crypto_errors`'
+:class:`CryptoError` subclasses instead (re-exported here). Calling a
+handshake step out of order is our bug: :class:`HandshakeStateError`, a
+:class:`~hats.errors.LocalProtocolError`, not a :class:`ChannelError`.
 
 Rules for messages:
 
@@ -23,26 +26,21 @@ of the wrong size, which only our own code produces.
 
 from __future__ import annotations
 
-from hats.errors import HatsError
+from hats.errors import HatsError, LocalProtocolError
+
+# P-256 key and signature errors are not the channel's (COSE and DICE raise them
+# too); they live in hats.protocol.crypto_errors and are re-exported here by name.
+from hats.protocol.crypto_errors import CryptoError as CryptoError
+from hats.protocol.crypto_errors import InvalidKeyError as InvalidKeyError
+from hats.protocol.crypto_errors import InvalidPrivateKeyError as InvalidPrivateKeyError
+from hats.protocol.crypto_errors import InvalidPublicKeyError as InvalidPublicKeyError
+from hats.protocol.crypto_errors import MalformedSignatureError as MalformedSignatureError
+from hats.protocol.crypto_errors import SignatureError as SignatureError
+from hats.protocol.crypto_errors import SignatureMismatchError as SignatureMismatchError
 
 
 class ChannelError(HatsError):
     """The base of every failure of the TVS secure channel."""
-
-
-# --- keys --------------------------------------------------------------------
-
-
-class InvalidKeyError(ChannelError):
-    """A P-256 key given by the caller (configuration) is unusable."""
-
-
-class InvalidPublicKeyError(InvalidKeyError):
-    """A public key has the wrong length or encoding, or is not a point on P-256."""
-
-
-class InvalidPrivateKeyError(InvalidKeyError):
-    """A private key is not 32 bytes, is not in 1..n-1, or is not a P-256 key."""
 
 
 # --- handshake ---------------------------------------------------------------
@@ -64,8 +62,13 @@ class HandshakeDecryptionError(HandshakeError):
     """
 
 
-class HandshakeStateError(HandshakeError):
-    """A handshake step was called out of order, twice, or after a failure."""
+class HandshakeStateError(LocalProtocolError):
+    """A handshake step was called out of order, twice, or after a failure.
+
+    Our own code's bug, never the peer's or the user's: a
+    :class:`~hats.errors.LocalProtocolError`, so no handler of
+    :class:`ChannelError` (or :class:`~hats.errors.HatsError`) hides it.
+    """
 
 
 # --- Crypter -----------------------------------------------------------------
@@ -89,18 +92,3 @@ class CrypterCounterExhaustedError(CrypterError):
 
 class PlaintextTooLongError(CrypterError):
     """A plaintext is longer than the Crypter's limit (2**28 bytes)."""
-
-
-# --- signatures --------------------------------------------------------------
-
-
-class SignatureError(ChannelError):
-    """An ECDSA signature over the handshake hash (or another message) is not acceptable."""
-
-
-class MalformedSignatureError(SignatureError):
-    """A raw signature is not 64 bytes, or ``r`` or ``s`` is not in 1..n-1."""
-
-
-class SignatureMismatchError(SignatureError):
-    """A well-formed signature does not verify for this key and message."""

@@ -72,9 +72,9 @@ from hats.protocol.channel_errors import (
     HandshakeDecryptionError,
     HandshakeMessageError,
     HandshakeStateError,
-    InvalidPublicKeyError,
 )
 from hats.protocol.crypter import Crypter
+from hats.protocol.crypto_errors import InvalidPublicKeyError
 
 PROTOCOL_NAME = b"Noise_KK_P256_AESGCM_SHA256"
 """The protocol name that initialises ``ck`` and ``h`` (27 bytes)."""

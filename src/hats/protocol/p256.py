@@ -24,7 +24,7 @@ from typing import TypeAlias
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hats.protocol.channel_errors import InvalidPrivateKeyError, InvalidPublicKeyError
+from hats.protocol.crypto_errors import InvalidPrivateKeyError, InvalidPublicKeyError
 
 CURVE_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 """n, the order of the P-256 base point: private scalars and ECDSA r, s are in 1..n-1."""

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from hats.protocol import p256
-from hats.protocol.channel_errors import MalformedSignatureError, SignatureMismatchError
+from hats.protocol.crypto_errors import MalformedSignatureError, SignatureMismatchError
 
 SIGNATURE_LENGTH = 64
 """Bytes in a raw signature: ``r(32) || s(32)``, big-endian."""

@@ -63,8 +63,8 @@ from hats.errors import HatsError
 from hats.pb.oak.attestation.v1 import evidence_pb2
 from hats.pb.pcit.tvs import appraisal_policies_pb2, tvs_messages_pb2
 from hats.protocol import handshake, p256, signature
-from hats.protocol.channel_errors import MalformedSignatureError, SignatureMismatchError
 from hats.protocol.crypter import Crypter
+from hats.protocol.crypto_errors import MalformedSignatureError, SignatureMismatchError
 from hats.tvs.keys import KeyProvider, UnknownUserError
 
 ERR_DECODE_REQUEST = "Failed to decode (serialize) AttestReportRequest."
@@ -139,7 +139,7 @@ class TvsConfig:
     """What every session of one TVS shares: its keys, users and evidence checker.
 
     ``primary_private_key``/``secondary_private_key`` are 32-byte P-256
-    scalars (checked here, :class:`~hats.protocol.channel_errors.InvalidPrivateKeyError`).
+    scalars (checked here, :class:`~hats.protocol.crypto_errors.InvalidPrivateKeyError`).
     """
 
     primary_private_key: bytes
