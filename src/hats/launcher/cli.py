@@ -242,6 +242,12 @@ FLAG_RULE = (
     "--tcb", help="With --vcek-cache: the reported TCB, bl/tee/snp/ucode[ (Turin: fmc/…)]."
 )
 @click.option("--initrd", type=_FILE, help="With --vmm qemu: initramfs [default: hats stage1's].")
+@click.option(
+    "--stage0",
+    type=_FILE,
+    help="With --vmm qemu: Oak's stage0_bin, booted with -bios (QEMU >= 8) [default: the"
+    " system bundle's stage0_bin, if it has one; else no stage0, a simulated root].",
+)
 @click.option("--vm-cpus", type=click.IntRange(1, 64), help="With --vmm qemu: vCPUs [default: 2].")
 @click.option(
     "--vm-memory-kb", type=click.IntRange(min=262144), help="With --vmm qemu: RAM [default: 2 GiB]."
@@ -277,6 +283,7 @@ def serve_command(
     chip_id: str | None = None,
     tcb: str | None = None,
     keep_vm_dir: bool = False,
+    stage0: Path | None = None,
 ) -> None:
     """Serve the launcher's gRPC services until SIGINT/SIGTERM.
 
@@ -299,6 +306,7 @@ def serve_command(
             ("--vm-cpus", vm_cpus is not None),
             ("--vm-memory-kb", vm_memory_kb is not None),
             ("--keep-vm-dir", keep_vm_dir),
+            ("--stage0", stage0 is not None),
         )
         if given
     ]
@@ -341,6 +349,7 @@ def serve_command(
             num_cpus=vm_cpus,
             ram_size_kb=vm_memory_kb,
             keep_workdir=keep_vm_dir or None,
+            stage0=stage0,
         )
     images = resolve_images(
         config, system_image=system_image, system_bundle=system_bundle, container_bundle=bundle
@@ -352,7 +361,19 @@ def serve_command(
             " --launcher_config_path with hats_system_bundle"
         )
     private_dir = None
+    firmware = None
     try:
+        bundle_stage0 = images.system_bundle is not None and (
+            "stage0_bin" in images.system_bundle.members
+        )
+        if vm is not None and vm.stage0 is None and bundle_stage0:  # the bundle's stage0 boots
+            from dataclasses import replace
+
+            from hats.launcher.config import open_system_bundle
+
+            assert images.system_bundle is not None
+            firmware = open_system_bundle(images.system_bundle.source, ("stage0_bin",))
+            vm = replace(vm, stage0=firmware.files["stage0_bin"])
         if listen is None:
             private_dir = Path(tempfile.mkdtemp(prefix="hats-launcher-"))  # mode 0700
             listen = f"unix:{private_dir / 'launcher.sock'}"
@@ -374,6 +395,8 @@ def serve_command(
                 logs.close()
     finally:
         images.cleanup()
+        if firmware is not None:
+            firmware.cleanup()
         if private_dir is not None:
             shutil.rmtree(private_dir, ignore_errors=True)
 

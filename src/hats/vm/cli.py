@@ -99,7 +99,20 @@ def workload_bundle_command(output: Path, script: Path | None) -> None:
     default=None,
     help="Build the image in the parallel multi-block xz mode (e.g. 8MiB).",
 )
-def demo_command(workdir: Path | None, accel: str, xz_block_size: str | None) -> None:
+@click.option(
+    "--stage0",
+    "stage0_bin",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Boot through this Oak stage0_bin (-bios; QEMU >= 8) [default: none, a simulated root].",
+)
+@click.option("--no-stage0", is_flag=True, help="No stage0: stage1 simulates the root (insecure).")
+def demo_command(
+    workdir: Path | None,
+    accel: str,
+    xz_block_size: str | None,
+    stage0_bin: Path | None = None,
+    no_stage0: bool = False,
+) -> None:
     """Build an image, boot it in QEMU with a TVS and the launcher; the workload gets its key.
 
     \b
@@ -109,9 +122,16 @@ def demo_command(workdir: Path | None, accel: str, xz_block_size: str | None) ->
     from hats.vm.demo import VmDemoOptions, run_vm_demo
 
     with tempfile.TemporaryDirectory(prefix="hats-vm-demo-") as tmp:
+        if stage0_bin is not None and no_stage0:
+            raise click.UsageError("--stage0 and --no-stage0 exclude each other")
         options = VmDemoOptions(
-            workdir=workdir or Path(tmp), accel=accel, xz_block_size=xz_block_size
+            workdir=workdir or Path(tmp),
+            accel=accel,
+            xz_block_size=xz_block_size,
+            stage0=None if no_stage0 else stage0_bin,
         )
+        if options.stage0 is not None:
+            click.echo(f"firmware: Oak stage0 {options.stage0}")
         result = run_vm_demo(options, click.echo)
         timing = f" in {result.boot_to_keys:.0f} s after boot" if result.boot_to_keys else ""
         click.echo(f"OK: the workload in the guest got key 64{timing}")

@@ -46,7 +46,8 @@ from hats.demo import (
     start_tvs,
     write_secrets_file,
 )
-from hats.vm.qemu import LAUNCHER_GUEST_ADDR, kernel_cmdline
+from hats.vm.qemu import LAUNCHER_GUEST_ADDR, VmConfig, kernel_cmdline
+from hats.vm.stage0 import Stage0Values, measure_with_stage0, mismatches
 
 Echo = Callable[[str], None]
 BOOT_TIMEOUT = 900.0
@@ -67,6 +68,8 @@ class VmDemoOptions:
     xz_block_size: str | None = None
     boot_timeout: float = BOOT_TIMEOUT
     cache_dir: Path | None = None
+    stage0: Path | None = None
+    """Real Oak stage0 (``-bios``): the policy takes what it measures (:func:`stage0_values`)."""
 
 
 @dataclass
@@ -141,6 +144,21 @@ def prepare_vm(options: VmDemoOptions, echo: Echo) -> DemoSetup:
     bundle_sha256 = hashlib.sha256(bundle.read_bytes()).hexdigest()
     echo(f"[2/6] workload bundle (runc, own Python): sha256 {bundle_sha256[:16]}…")
     dice = work / "reference_dice.bin"
+    measured: list[str | Path] = []
+    if options.stage0 is not None:
+        values = stage0_values(options, echo)
+        measured = [
+            "--kernel-sha256",
+            values.kernel_image_sha256,
+            "--setup-data-sha256",
+            values.kernel_setup_data_sha256,
+            "--initrd-sha256",
+            values.init_ram_fs_sha256,
+            "--acpi-sha256",
+            values.acpi_table_sha256,
+            "--memory-map-sha256",
+            values.memory_map_sha256,
+        ]
     _run(
         "stage1 reference values",
         _hats(
@@ -150,6 +168,7 @@ def prepare_vm(options: VmDemoOptions, echo: Echo) -> DemoSetup:
             image,
             "--kernel-cmdline",
             guest_cmdline(),
+            *measured,
             "-o",
             dice,
         ),
@@ -157,7 +176,8 @@ def prepare_vm(options: VmDemoOptions, echo: Echo) -> DemoSetup:
     )
     policy = work / "policy.txtpb"
     make_vm_policy(policy, image_sha256=image_sha256, bundle=bundle, dice=dice, env=env)
-    echo("[3/6] appraisal policy: image, bundle, guest command line (insecure root)")
+    root = "stage0's measurements" if options.stage0 is not None else "simulated root"
+    echo(f"[3/6] appraisal policy: image, bundle, guest command line (insecure, {root})")
     secret = secrets.token_bytes(32)
     expected = hashlib.sha256(secret).hexdigest()[:16]
     secrets_file = work / "secrets.toml"
@@ -179,6 +199,38 @@ def prepare_vm(options: VmDemoOptions, echo: Echo) -> DemoSetup:
         expected_fingerprint=expected,
         secrets_file=secrets_file,
     )
+
+
+def stage0_config(options: VmDemoOptions) -> VmConfig:
+    """The guest's QEMU configuration as the launcher builds it (same kernel, initrd, machine)."""
+    from hats.vm.assets import ensure_guest_assets
+
+    assets = ensure_guest_assets(cache_dir=options.cache_dir)
+    return VmConfig(
+        kernel=assets.kernel,
+        initrd=assets.initrd,
+        launcher_target="127.0.0.1:9",  # the guest never runs: stage0 stops before the kernel
+        console_log=Path("console.log"),
+        qmp_socket=Path("qmp.sock"),
+        ramdrive_size_kb=RAMDRIVE_SIZE_KB,
+        bios=options.stage0,
+    )
+
+
+def stage0_values(options: VmDemoOptions, echo: Echo) -> Stage0Values:
+    """Stage0's measurements of this guest, checked against the artifacts (``DemoError``)."""
+    config = stage0_config(options)
+    started = time.monotonic()
+    values = measure_with_stage0(config)
+    wrong = mismatches(values, kernel=config.kernel, initrd=config.initrd, cmdline=config.cmdline)
+    if wrong:
+        raise DemoError(f"stage0 measured other values than the artifacts give: {'; '.join(wrong)}")
+    echo(
+        f"[3/6] real stage0 ran in {time.monotonic() - started:.1f} s: kernel, setup data, initrd"
+        " and command line match the artifacts; ACPI"
+        f" {values.acpi_table_sha256[:16]}…, E820 {values.memory_map_sha256[:16]}… (this VMM)"
+    )
+    return values
 
 
 def make_vm_policy(
@@ -218,6 +270,9 @@ def boot_and_wait(
                 setup.work / f"{console.stem}.logs.jsonl",
                 "--metrics-file",
                 setup.work / f"{console.stem}.metrics.json",
+                "--evidence-out",
+                setup.work / f"{console.stem}.evidence.binarypb",
+                *(["--stage0", str(options.stage0)] if options.stage0 is not None else []),
             ],
         )
         started = time.monotonic()
@@ -244,7 +299,7 @@ def boot_and_wait(
         for line in launcher.lines[seen:]:
             if line.startswith("vm:"):
                 echo(f"      {line}")
-    clean = any(line.startswith("vm: powered off") for line in launcher.lines)
+    clean = any(line.startswith(("vm: powered off", "vm: stopped")) for line in launcher.lines)
     ok = any(f"key_id={KEY_ID}" in line and expected in line for line in key_lines)
     echo(
         "[6/6] "

@@ -21,7 +21,15 @@ from hats.pb.pcit.client import launcher_config_pb2
 from hats.transport import parse_address
 from hats.vm.assets import ensure_guest_assets
 from hats.vm.machine import Machine
-from hats.vm.qemu import QEMU, VHOST_VSOCK, QemuError, VmConfig, choose_accel, random_cid
+from hats.vm.qemu import (
+    QEMU,
+    VHOST_VSOCK,
+    QemuError,
+    VmConfig,
+    check_stage0_qemu,
+    choose_accel,
+    random_cid,
+)
 
 Say = Callable[[str], None]
 
@@ -40,6 +48,8 @@ class VmOptions:
     debug: bool = False
     cache_dir: Path | None = None
     qemu: str = QEMU
+    stage0: Path | None = None
+    """Oak's ``stage0_bin``, booted with ``-bios`` (needs QEMU >= 8)."""
     keep_workdir: bool = False
     """Keep the VM's ``/tmp/hats-vm-*`` directory (QMP socket, default console log) at exit."""
 
@@ -109,6 +119,9 @@ def boot(options: VmOptions, listen_address: str, say: Say, work: Path | None = 
         assets = ensure_guest_assets(cache_dir=options.cache_dir, progress=say)
         kernel = options.kernel or assets.kernel
         initrd = options.initrd or assets.initrd
+    if options.stage0 is not None:
+        major, minor = check_stage0_qemu(options.qemu)
+        say(f"vm: firmware: Oak stage0 {options.stage0} (QEMU {major}.{minor})")
     accel, reason = choose_accel(options.accel, kernel, qemu=options.qemu)
     say(f"vm: accelerator {accel} ({reason})")
     console = options.console_log
@@ -131,6 +144,7 @@ def boot(options: VmOptions, listen_address: str, say: Say, work: Path | None = 
         vsock_cid=random_cid() if VHOST_VSOCK.exists() else None,
         debug=options.debug,
         qemu=options.qemu,
+        bios=options.stage0,
     )
     machine = Machine(config)
     machine.start()
@@ -176,6 +190,11 @@ def _serve(
             if status is not None:
                 say(f"vm: QEMU exited with status {status}")
                 return status
+        if machine.acpi_unusable():
+            say("vm: the guest has no ACPI (no power button): stopping QEMU (QMP quit)")
+            if machine.quit():
+                say("vm: stopped (QMP quit)")
+                return machine.wait(0)
         say("vm: pressing the power button")
         if machine.power_off(poweroff_timeout):
             say("vm: powered off")

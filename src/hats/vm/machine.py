@@ -9,6 +9,10 @@ Rules:
   ``system_powerdown``) so the guest's systemd shuts down cleanly, waits up to
   ``timeout`` seconds for QEMU to exit, then kills it; it returns whether the
   shutdown was clean;
+* a guest whose kernel could not enable ACPI (Oak stage0 on ``q35`` leaves the
+  FADT's PM1a event block at zero: "ACPI: Unable to enable ACPI") has no power
+  button: :meth:`Machine.acpi_unusable` says so from the console, and
+  :meth:`Machine.quit` stops QEMU with QMP ``quit`` instead of waiting for the kill;
 * QEMU is always killed when the context manager exits.
 """
 
@@ -22,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 
 from hats.vm.qemu import QemuError, VmConfig, qemu_argv
+
+ACPI_UNUSABLE = "ACPI: Unable to enable ACPI"
 
 
 class Machine:
@@ -105,6 +111,20 @@ class Machine:
             return True
         self.kill()
         return False
+
+    def acpi_unusable(self) -> bool:
+        """The guest kernel said it cannot enable ACPI (stage0 on q35): no power button."""
+        return ACPI_UNUSABLE in self.console()
+
+    def quit(self, timeout: float = 10.0) -> bool:
+        """Stop QEMU itself with QMP ``quit`` (no guest shutdown); True if it exited."""
+        if not self.running():
+            return True
+        try:
+            self.qmp("quit")
+        except (OSError, ValueError):
+            return False
+        return self.wait(timeout) is not None
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -5,7 +5,7 @@ differences for a host without SEV-SNP, vhost-vsock or working KVM)::
 
     qemu-system-x86_64 (-enable-kvm -cpu host | -accel tcg -cpu max)
       -m <ram>K -smp <cpus> -nodefaults -nographic -no-reboot
-      -machine q35
+      -machine q35 [-bios <stage0_bin>]
       -netdev user,id=netdev[,hostfwd=tcp:127.0.0.1:<proxy>-10.0.2.15:8080]
               ,guestfwd=tcp:10.0.2.100:8080-cmd:<python> -m hats.vm.relay <launcher>
       -device virtio-net-pci,disable-legacy=on,iommu_platform=true,netdev=netdev,romfile=
@@ -16,8 +16,11 @@ differences for a host without SEV-SNP, vhost-vsock or working KVM)::
 * ``q35``, not ``microvm,acpi=on,pcie=on``: Debian's kernel finds no PCI
   configuration space on microvm's PCIe host (checked: "PCI: Fatal: No config
   space access function found") and then has no network;
-* no ``-bios <stage0>``: there is no insecure stage0 here; QEMU's own
-  firmware loads the kernel, and stage1 simulates stage0's DICE layer;
+* ``-bios <stage0_bin>`` when given (real Oak stage0, which needs QEMU >= 8
+  under TCG: :func:`check_stage0_qemu`): stage0 measures the kernel, setup
+  data, initrd, command line, ACPI tables and E820 map and hands its DICE data
+  to stage1 (``upstream-facts.md`` F11). Without it QEMU's own firmware loads
+  the kernel and stage1 simulates stage0's DICE layer;
 * the launcher is reached through SLIRP's guest forward to ``10.0.2.100:8080``
   (Oak's own launcher does the same): the relay command connects each guest
   connection to the launcher's TCP or unix address. With vhost-vsock the
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shlex
 import subprocess
 import sys
@@ -102,6 +106,7 @@ class VmConfig:
     debug: bool = False
     qemu: str = QEMU
     python: str = field(default_factory=lambda: sys.executable)
+    bios: Path | None = None
 
     @property
     def cmdline(self) -> str:
@@ -143,6 +148,7 @@ def qemu_argv(config: VmConfig) -> list[str]:
         "-no-reboot",
         "-machine",
         "q35",
+        *(["-bios", str(config.bios)] if config.bios is not None else []),
         "-netdev",
         netdev,
         "-device",
@@ -183,6 +189,36 @@ def bare_argv(
     if initrd is not None:
         argv += ["-initrd", str(initrd)]
     return [*argv, "-append", "console=ttyS0 panic=-1 quiet", "-serial", serial]
+
+
+STAGE0_MIN_QEMU = 8
+"""QEMU 7.2's TCG has no x2APIC: stage0 reads LAPIC version 0 and panics (F11)."""
+
+
+def parse_qemu_version(text: str) -> tuple[int, int] | None:
+    """(major, minor) from ``qemu-system-x86_64 --version``'s first line."""
+    match = re.search(r"QEMU emulator version (\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def check_stage0_qemu(qemu: str = QEMU) -> tuple[int, int]:
+    """QEMU's version; :class:`QemuError` saying what to do when it cannot run stage0."""
+    try:
+        result = subprocess.run(
+            [qemu, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise QemuError(f"{qemu} --version: {getattr(exc, 'strerror', None) or exc}") from None
+    version = parse_qemu_version(result.stdout)
+    if version is None:
+        raise QemuError(f"{qemu} --version: no 'QEMU emulator version' line")
+    if version[0] < STAGE0_MIN_QEMU:
+        raise QemuError(
+            f"--stage0: {qemu} is QEMU {version[0]}.{version[1]}, stage0 needs QEMU >="
+            f" {STAGE0_MIN_QEMU} (TCG x2APIC); run scripts/setup.sh (on bookworm it installs"
+            " qemu-system-x86 from bookworm-backports)"
+        )
+    return version
 
 
 def random_cid() -> int:
