@@ -25,7 +25,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -35,22 +34,15 @@ from typing import Any
 
 from hats.base import recipe
 from hats.base.mmdebstrap import BuildSpec, command
+from hats.cachedir import CACHE_ENV as CACHE_ENV  # re-exported (one definition)
+from hats.cachedir import default_cache_dir as default_cache_dir
 from hats.errors import HatsError
 
-CACHE_ENV = "HATS_CACHE_DIR"
 METADATA = "current.json"
 
 
 class CacheError(HatsError):
     """The cache directory is unusable."""
-
-
-def default_cache_dir() -> Path:
-    """``$HATS_CACHE_DIR`` if set (and not empty), else ``~/.cache/hats``."""
-    value = os.environ.get(CACHE_ENV, "")
-    if value:
-        return Path(value)
-    return Path.home() / ".cache" / "hats"
 
 
 def recipe_key(spec: BuildSpec) -> str:

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hats.cachedir import default_cache_dir
 from hats.errors import HatsError
 from hats.image import xzformat
 from hats.image.xzformat import Block, XzFormatError
@@ -57,8 +58,6 @@ class BlockCacheError(HatsError):
 def default_block_cache_dir(cache_dir: Path | None = None) -> Path:
     """``xz-blocks`` in ``cache_dir``, or in the hats cache directory."""
     if cache_dir is None:
-        from hats.base.cache import default_cache_dir
-
         cache_dir = default_cache_dir()
     return cache_dir / "xz-blocks"
 

@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from hats.cachedir import default_cache_dir as default_cache_dir  # re-exported
 from hats.errors import HatsError
 from hats.hashing import file_sha256
 from hats.packaging.lockfile import LockedRequirement, normalize_name, pip_target_args
@@ -38,14 +39,6 @@ class WheelFetchError(HatsError):
 
 class WheelHashMismatch(HatsError):
     """A wheel's bytes do not match the sha256 the lock file pins."""
-
-
-def default_cache_dir() -> Path:
-    """``$HATS_CACHE_DIR``, else ``~/.cache/hats``."""
-    configured = os.environ.get("HATS_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    return Path.home() / ".cache" / "hats"
 
 
 def wheel_cache_dir(cache_dir: Path) -> Path:
