@@ -115,3 +115,16 @@ def test_a_guest_without_acpi_is_recognised_from_its_console(tmp_path: Path) -> 
     )
     assert machine.acpi_unusable()
     assert machine.quit()  # not running: nothing to stop
+
+
+def test_demo_default_stage0_is_the_test_data_when_qemu_can_run_it(tmp_path: Path) -> None:
+    assert stage0.REPO_STAGE0 == shared_data.OAK_STAGE0 / "stage0_bin"
+    old = tmp_path / "qemu-old"
+    old.write_text("#!/bin/sh\necho 'QEMU emulator version 7.2.22 (Debian)'\n")
+    old.chmod(0o755)
+    found, reason = stage0.default_stage0(str(old))
+    assert found is None and "stage0 needs QEMU >= 8" in reason
+    new = tmp_path / "qemu-new"
+    new.write_text("#!/bin/sh\necho 'QEMU emulator version 10.0.2 (Debian)'\n")
+    new.chmod(0o755)
+    assert stage0.default_stage0(str(new))[0] == stage0.REPO_STAGE0

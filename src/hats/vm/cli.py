@@ -103,7 +103,8 @@ def workload_bundle_command(output: Path, script: Path | None) -> None:
     "--stage0",
     "stage0_bin",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Boot through this Oak stage0_bin (-bios; QEMU >= 8) [default: none, a simulated root].",
+    help="Boot through this Oak stage0_bin (-bios; QEMU >= 8) [default: the checkout's"
+    " tests/data/oak-stage0/stage0_bin when present and QEMU >= 8, else none: a simulated root].",
 )
 @click.option("--no-stage0", is_flag=True, help="No stage0: stage1 simulates the root (insecure).")
 def demo_command(
@@ -124,6 +125,12 @@ def demo_command(
     with tempfile.TemporaryDirectory(prefix="hats-vm-demo-") as tmp:
         if stage0_bin is not None and no_stage0:
             raise click.UsageError("--stage0 and --no-stage0 exclude each other")
+        if stage0_bin is None and not no_stage0:
+            from hats.vm.stage0 import default_stage0
+
+            stage0_bin, reason = default_stage0()
+            if stage0_bin is None:
+                click.echo(f"firmware: no stage0 ({reason}); stage1 simulates the root")
         options = VmDemoOptions(
             workdir=workdir or Path(tmp),
             accel=accel,
