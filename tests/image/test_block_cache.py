@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from image_support import Inputs
 from xz_testdata import needs_xz, noise, text, xz_cli
 
-from conftest import Inputs
 from hats.image.blockcache import MAGIC, BlockCache, BlockCacheError, default_block_cache_dir
 from hats.image.xzparallel import settings_id, xz_multiblock
 from hats.keys.keygen import generate_key_pair

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from image_support import REFERENCE_VARIANTS, SHARE_TYPE
 
 import shared_data
-from conftest import REFERENCE_VARIANTS, SHARE_TYPE
 from hats.image.spec import SpecError, load_spec
 from hats.keys.keyfile import parse_key_file
 

@@ -14,9 +14,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from image_support import Inputs
 
 import shared_data
-from conftest import Inputs
 
 HATS = [sys.executable, "-m", "hats"]
 

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from image_support import Inputs
 
-from conftest import Inputs
 from hats.cli import main
 from hats.image import build as build_module
 from hats.image.progress import PlainProgress

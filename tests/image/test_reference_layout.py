@@ -9,8 +9,8 @@ from pathlib import Path
 
 import oracle
 import pytest
+from image_support import REFERENCE_VARIANTS, SHARE_TYPE, Inputs
 
-from conftest import REFERENCE_VARIANTS, SHARE_TYPE, Inputs
 from hats.image import units
 from hats.image.build import BuildOptions, build_image
 from hats.image.lint import ERROR_CODES

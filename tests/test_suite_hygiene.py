@@ -1,0 +1,20 @@
+"""Rules for the test suite itself: shared helpers are imported from support modules."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _sources() -> list[Path]:
+    return sorted(p for p in TESTS.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_no_test_imports_a_conftest() -> None:
+    # pytest imports every conftest.py as the module `conftest`: which one an
+    # import finds depends on the order directories were collected in.
+    pattern = re.compile(r"^\s*(from conftest import|import conftest\b)", re.MULTILINE)
+    offenders = [str(p.relative_to(TESTS)) for p in _sources() if pattern.search(p.read_text())]
+    assert offenders == []
