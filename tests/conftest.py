@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from suite_support import short_dir
+
+
+@pytest.fixture
+def work() -> Iterator[Path]:
+    """A short, empty work directory, removed after the test (unix socket paths need it)."""
+    with short_dir() as path:
+        yield path
 
 
 @pytest.fixture(scope="session")

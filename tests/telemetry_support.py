@@ -12,18 +12,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from suite_support import Process as Process
+from suite_support import short_dir as short_dir
+from suite_support import wait_for as wait_for
 
 JOURNAL_REMOTE = next(
     (
@@ -99,20 +99,6 @@ def write_journal(path: Path, entries: Sequence[Sequence[Field]]) -> Path:
     return path
 
 
-def wait_for(
-    condition: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    """Poll ``condition`` until it is truthy; its value (fails the test on timeout)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or condition}")
-        time.sleep(interval)
-
-
 def json_lines(path: Path) -> list[dict[str, Any]]:
     """The complete lines of a JSON-lines file (none if it does not exist yet)."""
     try:
@@ -120,59 +106,6 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         return []
     return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
-
-
-@contextmanager
-def short_dir() -> Iterator[Path]:
-    """A short directory (unix socket paths are limited to ~107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="ht-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-class Process:
-    """A child process whose stdout and stderr lines are collected by threads."""
-
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
-        self.popen = subprocess.Popen(
-            list(args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._threads = [
-            threading.Thread(target=self._pump, args=(self.popen.stdout, self.out), daemon=True),
-            threading.Thread(target=self._pump, args=(self.popen.stderr, self.err), daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    @staticmethod
-    def _pump(stream: Any, into: list[str]) -> None:
-        for line in stream:
-            into.append(line.rstrip("\n"))
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        """Send ``sig``, wait for the exit; the exit status."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-        return self.wait(timeout)
-
-    def wait(self, timeout: float = 20.0) -> int:
-        code = self.popen.wait(timeout)
-        for thread in self._threads:
-            thread.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(10)
 
 
 @contextmanager

@@ -48,16 +48,6 @@ def images() -> Iterator[tuple[Path, Path]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def work() -> Iterator[Path]:
-    """A short work directory (unix socket paths are limited to 107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="hf-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def _prepare(
     work: Path, image: Path, tvs: int, share: str, *, bundle: Path | None = None
 ) -> DemoSetup:

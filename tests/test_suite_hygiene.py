@@ -18,3 +18,15 @@ def test_no_test_imports_a_conftest() -> None:
     pattern = re.compile(r"^\s*(from conftest import|import conftest\b)", re.MULTILINE)
     offenders = [str(p.relative_to(TESTS)) for p in _sources() if pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_shared_fixtures_and_checks_have_one_definition() -> None:
+    # `work` lives in tests/conftest.py; the key-material check in suite_support.py.
+    for pattern, home in (
+        (re.compile(r"^def work\(", re.MULTILINE), "conftest.py"),
+        (re.compile(r"^def assert_no_key_material\(", re.MULTILINE), "suite_support.py"),
+        (re.compile(r"^def short_dir\(", re.MULTILINE), "suite_support.py"),
+        (re.compile(r"^class Process\b", re.MULTILINE), "suite_support.py"),
+    ):
+        homes = [str(p.relative_to(TESTS)) for p in _sources() if pattern.search(p.read_text())]
+        assert homes == [home], pattern.pattern

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -22,18 +21,11 @@ from telemetry_support import (
     LAUNCHER,
     Process,
     launcher_process,
-    short_dir,
     wait_for,
 )
 
 FIXTURE = Path(__file__).parent / "proc"
 FAST = ["--max-retry-delay", "0.2", "--rpc-timeout", "2"]
-
-
-@pytest.fixture
-def work() -> Iterator[Path]:
-    with short_dir() as path:
-        yield path
 
 
 class RecordingMetrics(MetricsService):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,6 +31,7 @@ from hats.protocol.handshake import (
     hkdf2,
     respond,
 )
+from suite_support import assert_no_key_material
 
 N = p256.CURVE_ORDER
 
@@ -93,12 +93,6 @@ def flip(data: bytes, bit: int) -> bytes:
     out = bytearray(data)
     out[bit // 8] ^= 1 << (bit % 8)
     return bytes(out)
-
-
-def assert_no_key_material(text: str) -> None:
-    """No run of 16 hex digits (8 bytes of any key printed as hex), no bytes reprs."""
-    assert re.search(r"[0-9a-fA-F]{16}", text) is None, text
-    assert "\\x" not in text, text
 
 
 # --- §4.9 (a): symmetric-state primitives ------------------------------------

@@ -7,11 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from telemetry_support import (
     BASE_USEC,
@@ -22,19 +19,12 @@ from telemetry_support import (
     json_lines,
     launcher_process,
     needs_journal_tools,
-    short_dir,
     simple_entries,
     wait_for,
     write_journal,
 )
 
 FAST = ["--batch-delay", "0.05", "--max-retry-delay", "0.2", "--rpc-timeout", "2"]
-
-
-@pytest.fixture
-def work() -> Iterator[Path]:
-    with short_dir() as path:
-        yield path
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -18,13 +17,6 @@ from hats.telemetry import otlp_grpc
 from hats.telemetry.batching import Outcome
 from hats.telemetry.otlp_logs import logs_request
 from hats.transport import AddressError, parse_address
-from telemetry_support import short_dir
-
-
-@pytest.fixture
-def work() -> Iterator[Path]:
-    with short_dir() as path:
-        yield path
 
 
 @pytest.mark.parametrize(
