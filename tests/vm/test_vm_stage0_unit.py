@@ -29,12 +29,16 @@ def _config(tmp_path: Path, **changes: object) -> VmConfig:
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
 
 
-def test_stage0_is_booted_with_bios_on_q35(tmp_path: Path) -> None:
+def test_stage0_is_booted_with_bios_on_the_reference_machine(tmp_path: Path) -> None:
     argv = qemu_argv(_config(tmp_path, bios=Path("/fw/stage0_bin")))
     assert argv[argv.index("-bios") + 1] == "/fw/stage0_bin"
-    assert argv[argv.index("-machine") + 1] == "q35"
+    # The reference's machine (system-image §5.3); ACPI and PCIe work under stage0's tables.
+    assert argv[argv.index("-machine") + 1] == "microvm,acpi=on,pcie=on"
     assert argv[argv.index("-kernel") + 1] == "/k/vmlinuz"  # stage0 loads and measures it
-    assert "-bios" not in qemu_argv(_config(tmp_path))
+    plain = qemu_argv(_config(tmp_path))
+    assert "-bios" not in plain and plain[plain.index("-machine") + 1] == "q35"
+    forced = qemu_argv(_config(tmp_path, bios=Path("/fw/stage0_bin"), machine="q35"))
+    assert forced[forced.index("-machine") + 1] == "q35"
 
 
 def test_f11_qemu_7_cannot_run_stage0(tmp_path: Path) -> None:

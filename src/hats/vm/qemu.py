@@ -5,7 +5,7 @@ differences for a host without SEV-SNP, vhost-vsock or working KVM)::
 
     qemu-system-x86_64 (-enable-kvm -cpu host | -accel tcg -cpu max)
       -m <ram>K -smp <cpus> -nodefaults -nographic -no-reboot
-      -machine q35 [-bios <stage0_bin>]
+      -machine q35 | -machine microvm,acpi=on,pcie=on -bios <stage0_bin>
       -netdev user,id=netdev[,hostfwd=tcp:127.0.0.1:<proxy>-10.0.2.15:8080]
               ,guestfwd=tcp:10.0.2.100:8080-cmd:<python> -m hats.vm.relay <launcher>
       -device virtio-net-pci,disable-legacy=on,iommu_platform=true,netdev=netdev,romfile=
@@ -13,9 +13,13 @@ differences for a host without SEV-SNP, vhost-vsock or working KVM)::
       -kernel <kernel> -initrd <initrd> -append <cmdline>
       -serial file:<console log> -qmp unix:<socket>,server=on,wait=off
 
-* ``q35``, not ``microvm,acpi=on,pcie=on``: Debian's kernel finds no PCI
-  configuration space on microvm's PCIe host (checked: "PCI: Fatal: No config
-  space access function found") and then has no network;
+* without stage0, ``q35``, not ``microvm,acpi=on,pcie=on``: with QEMU's own
+  firmware Debian's kernel finds no PCI configuration space on microvm's PCIe
+  host (checked: "PCI: Fatal: No config space access function found") and
+  then has no network. Under stage0 the reference's microvm works (the kernel
+  finds the PCIe host through stage0's ACPI tables, and the ACPI power button
+  works), while on q35 stage0's FADT has no PM1a event block and the kernel
+  cannot enable ACPI (no power button) (:func:`machine_type`);
 * ``-bios <stage0_bin>`` when given (real Oak stage0, which needs QEMU >= 8
   under TCG: :func:`check_stage0_qemu`): stage0 measures the kernel, setup
   data, initrd, command line, ACPI tables and E820 map and hands its DICE data
@@ -107,6 +111,8 @@ class VmConfig:
     qemu: str = QEMU
     python: str = field(default_factory=lambda: sys.executable)
     bios: Path | None = None
+    machine: str = ""
+    """QEMU's ``-machine`` [default: :func:`machine_type` of ``bios``]."""
 
     @property
     def cmdline(self) -> str:
@@ -116,6 +122,17 @@ class VmConfig:
             network_mode=self.network_mode,
             debug=self.debug,
         )
+
+
+def machine_type(bios: Path | None) -> str:
+    """``microvm,acpi=on,pcie=on`` (the reference's) under stage0, else ``q35``.
+
+    Under stage0 Debian's kernel finds microvm's PCIe host through stage0's ACPI
+    tables and ACPI works (the power button too); on q35 stage0's FADT has no
+    PM1a event block, so the kernel cannot enable ACPI. Without stage0
+    (SeaBIOS) microvm's PCIe host has no config space access for the kernel.
+    """
+    return "microvm,acpi=on,pcie=on" if bios is not None else "q35"
 
 
 def relay_command(python: str, target: str) -> str:
@@ -147,7 +164,7 @@ def qemu_argv(config: VmConfig) -> list[str]:
         "-nographic",
         "-no-reboot",
         "-machine",
-        "q35",
+        config.machine or machine_type(config.bios),
         *(["-bios", str(config.bios)] if config.bios is not None else []),
         "-netdev",
         netdev,
