@@ -19,6 +19,8 @@ Skipped when QEMU is older than 8 (scripts/setup.sh installs a newer one).
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -109,6 +111,14 @@ def test_boot_through_real_stage0_gets_the_key(stage0_setup: DemoSetup) -> None:
     assert len(evidence.root_layer.remote_attestation_report) == 1184
     first = eventlog_pb2.Event.FromString(evidence.event_log.encoded_events[0])
     assert first.tag == "Stage0"
+    # Byte for byte stage0's: the kernel layer's event is the one stage0 printed the
+    # digest of in this boot, and the fake report binds stage0's root key (F1).
+    printed = re.search(r"stage0 DEBUG: Event digest: sha2-256:([0-9a-f]{64})", console)
+    assert printed is not None
+    assert hashlib.sha256(evidence.event_log.encoded_events[0]).hexdigest() == printed.group(1)
+    root = evidence.root_layer
+    report_data = root.remote_attestation_report[0x50:0x70]
+    assert report_data == hashlib.sha256(root.eca_public_key).digest()
     measured = eventlog_pb2.Stage0Measurements.FromString(first.event.value)
     # Stage0 measured the line without the --oak-* arguments it appended.
     assert "--oak-dice" not in measured.kernel_cmdline
