@@ -192,6 +192,20 @@ def test_not_a_tar(tmp_path: Path) -> None:
         open_system_bundle(tmp_path / "missing.tar", temp_root=tmp_path)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"\x1f\x8b", b"\x1f\x8b\x08\x00" + b"\x00" * 6 + b"\xff" * 20, b"\xfd7zXZ\x00" + b"\x00" * 30],
+    ids=["gzip-magic-only", "gzip-corrupt-deflate", "xz-corrupt"],
+)
+def test_truncated_or_corrupt_compressed_bundle_is_one_line(tmp_path: Path, data: bytes) -> None:
+    # Found by the fuzz test: a bare gzip header made tarfile raise EOFError.
+    path = tmp_path / "b.tar"
+    path.write_bytes(data)
+    with pytest.raises(LauncherConfigError, match=r"not a readable tar|broken tar") as caught:
+        open_system_bundle(path, temp_root=tmp_path)
+    assert "\n" not in str(caught.value)
+
+
 def test_resolve_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     _bundle(tmp_path / "system_bundle_test_single.tar", FOUR)

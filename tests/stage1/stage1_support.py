@@ -83,12 +83,12 @@ class Seen:
 
 def on_disk(root: Path, path: str) -> Seen | None:
     """What ``path`` names inside ``root`` (symlinks in parents followed inside root)."""
-    base = Root(str(root))
-    try:
-        parts = base.resolve(path.split("/"), follow_final=False, strict=True)
-    except OSError:
-        return None
-    host = base.host(parts)
+    with Root(str(root)) as base:  # closes the directory it remembers
+        try:
+            parts = base.resolve(path.split("/"), follow_final=False, strict=True)
+        except OSError:
+            return None
+        host = base.host(parts)
     info = os.lstat(host)
     if stat.S_ISLNK(info.st_mode):
         return Seen("symlink", 0o777, None, os.readlink(host))

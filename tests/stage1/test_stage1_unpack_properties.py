@@ -122,18 +122,18 @@ def _written_through_symlinks(tree: EffectiveTree, root: Path) -> set[str]:
 def _through_symlink(tree: EffectiveTree, root: Path, path: str) -> bool:
     """Whether an ancestor of ``path`` is a symlink (in the tree or on disk)."""
     parts = path.split("/")
-    base = Root(str(root))
-    for depth in range(1, len(parts)):
-        prefix = parts[:depth]
-        entry = tree.entries.get("/".join(prefix))
-        if entry is not None and entry.kind == "symlink":
-            return True
-        try:
-            host = base.host(base.resolve(prefix, follow_final=False, strict=True))
-        except OSError:
-            continue
-        if os.path.islink(host):
-            return True
+    with Root(str(root)) as base:  # closes the directory it remembers
+        for depth in range(1, len(parts)):
+            prefix = parts[:depth]
+            entry = tree.entries.get("/".join(prefix))
+            if entry is not None and entry.kind == "symlink":
+                return True
+            try:
+                host = base.host(base.resolve(prefix, follow_final=False, strict=True))
+            except OSError:
+                continue
+            if os.path.islink(host):
+                return True
     return False
 
 

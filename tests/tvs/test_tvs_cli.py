@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import selectors
 import signal
 import subprocess
 import sys
@@ -103,14 +103,16 @@ class Served:
     def _wait_listening(self) -> str:
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if ready:
-                line = self.proc.stdout.readline()
-                if line.startswith("listening on "):
-                    return line.removeprefix("listening on ").strip()
-                if not line:
-                    break
+        # epoll, not select(): no FD_SETSIZE limit, whatever else the suite has open.
+        with selectors.DefaultSelector() as waiting:
+            waiting.register(self.proc.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if waiting.select(0.5):
+                    line = self.proc.stdout.readline()
+                    if line.startswith("listening on "):
+                        return line.removeprefix("listening on ").strip()
+                    if not line:
+                        break
         self.proc.kill()
         _, err = self.proc.communicate()
         raise AssertionError(f"TVS did not start: {err}")

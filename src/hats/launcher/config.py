@@ -22,9 +22,11 @@ the reference does.
 
 from __future__ import annotations
 
+import lzma
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -159,6 +161,10 @@ def open_system_bundle(
         raise
 
 
+#: What reading a hostile (compressed) tar can raise besides tarfile's own errors.
+_DECODE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
+
+
 def _extract(path: Path, directory: Path, extract: Sequence[str]) -> SystemBundle:
     source = str(path)
     try:
@@ -170,12 +176,12 @@ def _extract(path: Path, directory: Path, extract: Sequence[str]) -> SystemBundl
         raise LauncherConfigError(
             f"{source}: not a readable tar (plain, gzip, bzip2 or xz)"
         ) from None
-    except (tarfile.TarError, OSError) as exc:
+    except _DECODE_ERRORS as exc:  # e.g. EOFError: a gzip header and nothing after it
         raise LauncherConfigError(f"{source}: not a readable tar: {_one_line(exc)}") from None
     with archive:
         try:
             infos = archive.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except _DECODE_ERRORS as exc:
             raise LauncherConfigError(f"{source}: broken tar: {_one_line(exc)}") from None
         by_name = {info.name: info for info in infos}
         members = select_bundle_members(
@@ -193,7 +199,7 @@ def _extract(path: Path, directory: Path, extract: Sequence[str]) -> SystemBundl
                 with reader, open(target, "xb") as out:
                     target.chmod(0o600)
                     shutil.copyfileobj(reader, out, 1 << 20)
-            except (tarfile.TarError, EOFError) as exc:
+            except _DECODE_ERRORS as exc:
                 raise LauncherConfigError(
                     f"{source}: truncated member {members[suffix]!r}: {_one_line(exc)}"
                 ) from None
