@@ -31,7 +31,7 @@ from tests import shared_data
 
 from hats.demo import DemoSetup
 from hats.pb.oak.attestation.v1 import eventlog_pb2, evidence_pb2
-from hats.vm.demo import VmDemoOptions, boot_and_wait, prepare_vm
+from hats.vm.demo import VmDemoOptions, boot_and_wait, prepare_vm, stage0_config
 from hats.vm.qemu import QEMU, QemuError, check_stage0_qemu
 
 pytestmark = pytest.mark.slow
@@ -88,6 +88,10 @@ def _policy(setup: DemoSetup, evidence: Path, name: str, *extra: str | Path) -> 
     return out
 
 
+def _values(policy: Path) -> list[str]:
+    return [line for line in policy.read_text().splitlines() if not line.startswith("#")]
+
+
 def test_boot_through_real_stage0_gets_the_key(stage0_setup: DemoSetup) -> None:
     setup = stage0_setup
     lines: list[str] = []
@@ -130,6 +134,14 @@ def test_boot_through_real_stage0_gets_the_key(stage0_setup: DemoSetup) -> None:
     same = _policy(setup, evidence_file, "same.txtpb")
     accepted = _verify(evidence_file, same)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    # The values computable from the artifacts (kernel, setup data, initrd, command
+    # line) give the same policy as the boot's evidence, which then still verifies.
+    config = stage0_config(_options(setup))
+    computed = _policy(
+        setup, evidence_file, "computed.txtpb",
+        "--kernel", config.kernel, "--initrd", config.initrd, "--cmdline", config.cmdline,
+    )  # fmt: skip
+    assert _values(computed) == _values(same)  # (the "# … computed from" comments differ)
     other_initrd = _policy(setup, evidence_file, "initrd.txtpb", "--init-ram-fs-sha256", "cd" * 32)
     assert _verify(evidence_file, other_initrd).returncode == 1
     other_line = _policy(setup, evidence_file, "cmdline.txtpb", "--cmdline", " console=ttyS0 quiet")
