@@ -617,3 +617,94 @@ def metrics_command(path: Path) -> None:
     """
     for line in format_metrics(read_metrics_file(path)):
         click.echo(line)
+
+
+#: Where the dry run says the bundle's files are (the reference extracts them to a temp dir).
+BUNDLE_DIR = "BUNDLE_DIR"
+
+
+@launcher_group.command("qemu-command", epilog=FLAG_RULE)
+@click.option(
+    "--launcher_config_path",
+    "--launcher-config-path",
+    "launcher_config_path",
+    type=_FILE,
+    default=str(DEFAULT_CONFIG_PATH),
+    show_default=True,
+    help="pcit.client.LauncherConfig text proto, e.g. examples/launcher/inbound_only.txtpb"
+    + _REFERENCE,
+)
+@click.option(
+    "--cid",
+    type=click.IntRange(3, 2**32 - 2),
+    default=None,
+    help="Guest CID when the config has no virtio_guest_cid, e.g. --cid 38291 [default: random"
+    " in [1024, 1000000), as the reference].",
+)
+@click.option(
+    "--launcher-vsock-port",
+    type=click.IntRange(1, 2**32 - 1),
+    default=None,
+    help="The launcher's vsock port in --launcher-addr, e.g. --launcher-vsock-port 41337"
+    " [default: random in [1024, 65536); the reference's changes each run].",
+)
+@click.option(
+    "--qemu_use_microvm",
+    "--qemu-use-microvm",
+    "qemu_use_microvm",
+    is_flag=True,
+    help="SEV-SNP: microvm instead of q35, e.g. --qemu_use_microvm" + _REFERENCE,
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help='One JSON document: {"argv", "command", "script"}.'
+)
+def qemu_command(
+    launcher_config_path: Path,
+    cid: int | None,
+    launcher_vsock_port: int | None,
+    qemu_use_microvm: bool,
+    as_json: bool,
+) -> None:
+    """Print the reference launcher's QEMU argv for a config, one word a line; start nothing.
+
+    A dry run to diff against a running reference launcher's command. The
+    bundle's files are shown as BUNDLE_DIR/stage0_bin, BUNDLE_DIR/kernel_bin and
+    BUNDLE_DIR/initrd.cpio.xz (the reference extracts them to a temporary
+    directory); a virtual_bridge script as /tmp/qemu-if-XXXXXX. The tap number
+    and MAC byte are random, as in the reference.
+
+    \b
+    Example:
+      hats launcher qemu-command --launcher_config_path examples/launcher/inbound_only.txtpb \\
+          --cid 38291 --launcher-vsock-port 41337 --json
+    """
+    import json
+    import secrets
+    from dataclasses import replace
+
+    from hats.launcher import qemu_argv
+
+    config = load_launcher_config(launcher_config_path)
+    randomness = qemu_argv.draw(secrets.randbelow)
+    if cid is not None:
+        randomness = replace(randomness, cid=cid)
+    if launcher_vsock_port is None:
+        launcher_vsock_port = 1024 + secrets.randbelow(65536 - 1024)
+    bundle = qemu_argv.BundlePaths(
+        stage0=f"{BUNDLE_DIR}/stage0_bin",
+        kernel=f"{BUNDLE_DIR}/kernel_bin",
+        initrd=f"{BUNDLE_DIR}/initrd.cpio.xz",
+    )
+    command = qemu_argv.qemu_argv(
+        config,
+        bundle,
+        launcher_vsock_port=launcher_vsock_port,
+        randomness=randomness,
+        use_microvm=qemu_use_microvm,
+    )
+    if as_json:
+        document = {"argv": list(command.argv), "command": command.command}
+        click.echo(json.dumps({**document, "script": command.script}, indent=2))
+        return
+    for word in command.argv:
+        click.echo(word)
