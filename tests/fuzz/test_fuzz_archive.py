@@ -34,6 +34,7 @@ import zstandard
 from fuzz_support import check_hostile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from image_support import NUMERIC_FIELDS
 
 from hats.image import tarformat as tf
 from hats.image.cli import load_tree
@@ -166,16 +167,6 @@ def test_mutated_tars(seed: bytes, edits: list[tuple[int, bytes, bool]], fix: bo
 
 
 # Absurd numbers in every numeric header field ----------------------------------------
-
-NUMERIC_FIELDS = {
-    "mode": (100, 8),
-    "uid": (108, 8),
-    "gid": (116, 8),
-    "size": (124, 12),
-    "mtime": (136, 12),
-    "devmajor": (329, 8),
-    "devminor": (337, 8),
-}
 
 
 def base256(value: int, length: int) -> bytes:

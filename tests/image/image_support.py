@@ -11,6 +11,17 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Offset and length of each numeric field of a tar header block (POSIX ustar).
+NUMERIC_FIELDS = {
+    "mode": (100, 8),
+    "uid": (108, 8),
+    "gid": (116, 8),
+    "size": (124, 12),
+    "mtime": (136, 12),
+    "devmajor": (329, 8),
+    "devminor": (337, 8),
+}
+
 REFERENCE_VARIANTS = (
     "test_single",
     "test_xor_2",

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from image_support import NUMERIC_FIELDS
 
 from hats.image import tarformat as tf
 from hats.image import tarstream
@@ -51,17 +52,8 @@ def header(
     """A GNU header block; ``fields`` overwrite raw field bytes (e.g. ``mtime=b"..."``)."""
     block = bytearray(tf.encode_member(Member(name=name, size=data_size))[-512:])
     block[156:157] = type_
-    offsets = {
-        "mode": (100, 8),
-        "uid": (108, 8),
-        "gid": (116, 8),
-        "size": (124, 12),
-        "mtime": (136, 12),
-        "devmajor": (329, 8),
-        "devminor": (337, 8),
-    }
     for field, raw in fields.items():
-        start, length = offsets[field]
+        start, length = NUMERIC_FIELDS[field]
         assert len(raw) == length
         block[start : start + length] = raw
     return fix_checksum(block)
