@@ -119,7 +119,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, help="--jobs (default: all CPUs)")
     parser.add_argument("--quick", action="store_true", help="skip the xz -T2 byte checks")
     args = parser.parse_args()
-    from hats.image.xzparallel import parse_size
+    from hats.archive.xzparallel import parse_size
 
     if args.base is None:
         from hats.base.build import ensure_default_base

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from hats import cachedir
+from hats.archive import blockcache
 from hats.base import cache as base_cache
-from hats.image import blockcache
 from hats.packaging import fetch
 
 

@@ -9,10 +9,11 @@ import pytest
 
 from hats import hashing
 from hats.attestation import cli as attestation_cli
-from hats.attestation import measure, stage1_cli
+from hats.attestation import measure
 from hats.errors import HatsError
 from hats.image import sums
 from hats.packaging import fetch
+from hats.stage1 import simulate_cli as stage1_cli
 
 # FIPS 180-2 appendix B.1: SHA-256("abc").
 ABC_SHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from hats import reproducible
+from hats.archive import tarformat
 from hats.base import recipe
-from hats.image import tarformat
 from hats.orchestrator import sample_bundle
 from hats.packaging import agents_layer
 from hats.vm import tree

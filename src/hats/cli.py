@@ -35,7 +35,7 @@ LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
     ),
     "base": ("hats.base.cli", "base_group", "Build the default Debian base root filesystem."),
     "stage1": (
-        "hats.attestation.stage1_cli",
+        "hats.stage1.simulate_cli",
         "stage1_group",
         "Simulate stage1's DICE data (INSECURE: for machines without SEV-SNP).",
     ),

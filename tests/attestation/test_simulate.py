@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from dice_testing import key_sequence, verify_chain, x25519_public
 
 from hats.attestation import cose, dice, simulate
-from hats.attestation.stage1_cli import stage1_group
 from hats.errors import HatsError
 from hats.pb.oak.attestation.v1 import eventlog_pb2, evidence_pb2
+from hats.stage1.simulate_cli import stage1_group
 
 IMAGE_SHA256 = hashlib.sha256(b"image").digest()
 

@@ -2,7 +2,7 @@
 
 Entry points (the ones hostile bytes reach):
 
-- :class:`hats.image.tarstream.TarReader` over bytes (stage1, the
+- :class:`hats.archive.tarstream.TarReader` over bytes (stage1, the
   orchestrator's bundle, ``hats image`` all read tars with it);
 - ``hats image inspect``'s path, :func:`hats.image.cli.load_tree`: format
   detection, threaded decompression (xz, gzip, zstd, bzip2), the reader and
@@ -36,9 +36,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from image_support import NUMERIC_FIELDS
 
-from hats.image import tarformat as tf
+from hats.archive import tarformat as tf
+from hats.archive.tarstream import TarReader
 from hats.image.cli import load_tree
-from hats.image.tarstream import TarReader
 from hats.orchestrator.bundle import unpack_bundle
 from hats.orchestrator.sample_bundle import sample_bundle_bytes
 

@@ -29,10 +29,10 @@ from fuzz_support import check_hostile
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from hats.archive import tarformat as tf
+from hats.archive.tarformat import Member
+from hats.archive.tarstream import TarWriter
 from hats.errors import HatsError
-from hats.image import tarformat as tf
-from hats.image.tarformat import Member
-from hats.image.tarstream import TarWriter
 from hats.orchestrator.bundle import unpack_bundle
 from hats.stage1.errors import Stage1Error
 from hats.stage1.unpack import unpack_image

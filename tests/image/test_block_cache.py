@@ -16,8 +16,8 @@ import pytest
 from image_support import Inputs
 from xz_testdata import needs_xz, noise, text, xz_cli
 
-from hats.image.blockcache import MAGIC, BlockCache, BlockCacheError, default_block_cache_dir
-from hats.image.xzparallel import settings_id, xz_multiblock
+from hats.archive.blockcache import MAGIC, BlockCache, BlockCacheError, default_block_cache_dir
+from hats.archive.xzparallel import settings_id, xz_multiblock
 from hats.keys.keygen import generate_key_pair
 
 KiB = 1 << 10

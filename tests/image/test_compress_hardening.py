@@ -2,7 +2,7 @@
 
 Issue "[hardening]" item 3. The decompression-bomb memory peaks through the
 public entry points are measured in ``tests/fuzz/test_fuzz_archive.py``;
-here the rules of :mod:`hats.image.compress` are checked directly.
+here the rules of :mod:`hats.archive.compress` are checked directly.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from hats.image import compress
-from hats.image.compress import InputError, open_decompressed
+from hats.archive import compress
+from hats.archive.compress import InputError, open_decompressed
 from hats.stage1.errors import Stage1Error
 from hats.stage1.guest import _ChunkReader
 

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hats.image import tarformat as tf
-from hats.image.tarformat import Member, TarFormatError
-from hats.image.tarstream import TarReader, TarWriter
+from hats.archive import tarformat as tf
+from hats.archive.tarformat import Member, TarFormatError
+from hats.archive.tarstream import TarReader, TarWriter
 
 name_part = st.text(
     alphabet=st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)),

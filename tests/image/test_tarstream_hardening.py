@@ -1,7 +1,7 @@
 """The tar reader against hostile archives: absurd numbers, PAX abuse, header floods.
 
 Issue "[hardening]" items 2 and 4. Each test builds the archive by hand (the
-header layout is the ustar/GNU one, see :mod:`hats.image.tarformat`), reads
+header layout is the ustar/GNU one, see :mod:`hats.archive.tarformat`), reads
 it with :class:`TarReader` and expects one-line :class:`TarFormatError`
 naming the source, the member and the byte offset of its header.
 """
@@ -18,10 +18,10 @@ from collections.abc import Iterator
 import pytest
 from image_support import NUMERIC_FIELDS
 
-from hats.image import tarformat as tf
-from hats.image import tarstream
-from hats.image.tarformat import Member, TarFormatError
-from hats.image.tarstream import TarReader
+from hats.archive import tarformat as tf
+from hats.archive import tarstream
+from hats.archive.tarformat import Member, TarFormatError
+from hats.archive.tarstream import TarReader
 
 
 @contextlib.contextmanager

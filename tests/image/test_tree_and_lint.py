@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hats.image import tarformat as tf
+from hats.archive import tarformat as tf
+from hats.archive.tarformat import Member
 from hats.image.lint import lint, share_type_of
 from hats.image.merge import DepsMerge, SubTar, SubTarFile
-from hats.image.tarformat import Member
 from hats.image.tree import EffectiveTree, normalize
 from hats.image.units import render_orchestrator_unit, render_syslogd_unit
 from hats.keys.keygen import public_key_from_private

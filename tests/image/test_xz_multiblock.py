@@ -12,11 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from xz_testdata import needs_xz, noise, text, xz_cli
 
-from hats.image import xzformat as xf
-from hats.image.compose import read_tree
-from hats.image.compress import open_decompressed
-from hats.image.tarstream import TarReader
-from hats.image.xzparallel import (
+from hats.archive import xzformat as xf
+from hats.archive.compress import open_decompressed
+from hats.archive.tarstream import TarReader
+from hats.archive.xzparallel import (
     MAX_BLOCK_SIZE,
     MIN_BLOCK_SIZE,
     XzOptionError,
@@ -25,6 +24,7 @@ from hats.image.xzparallel import (
     parse_size,
     xz_multiblock,
 )
+from hats.image.compose import read_tree
 
 KiB, MiB = 1 << 10, 1 << 20
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import shared_data
+from hats.archive.tarformat import Member
 from hats.cli import main
 from hats.image.lint import ERROR_CODES, lint
 from hats.image.spec import SpecError, load_spec
-from hats.image.tarformat import Member
 from hats.image.tree import EffectiveTree
 from hats.image.units import render_orchestrator_unit, render_syslogd_unit
 from hats.keys.keyfile import format_key_file

@@ -12,7 +12,7 @@ AFTER_FIRST_ROUND = (
     "hats.orchestrator.services",
     "hats.orchestrator.bundle",
     "hats.orchestrator.runtime",
-    "hats.image.tarstream",
+    "hats.archive.tarstream",
 )
 
 

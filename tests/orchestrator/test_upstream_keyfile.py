@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from orch_testing import AUTH_KEY, TVS_PRIVATE_KEYS, FakeLauncher, dice_file, public, serve
 from orch_testing import tvs_config as make_tvs_config
 
+from hats.archive.tarformat import Member
 from hats.image.lint import lint
-from hats.image.tarformat import Member
 from hats.image.tree import EffectiveTree
 from hats.keys.cli import keys_group
 from hats.keys.keyfile import KeyFileError

@@ -10,10 +10,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from hats.image import tarformat as tf
+from hats.archive import tarformat as tf
+from hats.archive.tarformat import Member
+from hats.archive.tarstream import TarReader, TarWriter
 from hats.image.compose import read_tree
-from hats.image.tarformat import Member
-from hats.image.tarstream import TarReader, TarWriter
 from hats.image.tree import EffectiveTree, Entry
 from hats.stage1.rootpath import Root
 

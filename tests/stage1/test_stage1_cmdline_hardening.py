@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from hats.attestation.simulate import DEFAULT_KERNEL_CMDLINE
-from hats.attestation.stage1_cli import stage1_group
 from hats.stage1 import guest
 from hats.stage1.cmdline import (
     DEFAULT_INIT,
@@ -22,6 +21,7 @@ from hats.stage1.cmdline import (
     stage1_argv,
 )
 from hats.stage1.errors import CmdlineError
+from hats.stage1.simulate_cli import stage1_group
 from hats.vm.qemu import IP_CONFIG, LAUNCHER_GUEST_ADDR, kernel_cmdline
 
 # The reference's command line shape (upstream-facts F10 / system-image §3.5).

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from stage1_support import mismatches, snapshot
 
+from hats.archive.tarstream import TarWriter
 from hats.image.build import BuildOptions, build_image, plan_layers
 from hats.image.cli import load_tree
 from hats.image.compose import compose
-from hats.image.tarstream import TarWriter
 from hats.image.tree import EffectiveTree
 from hats.keys.keyfile import format_key_file
 from hats.keys.keygen import generate_key_pair

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from stage1_support import EMPTY_SHA256, Seen, Spec, archive, mismatches, on_disk, tree_of
 
-from hats.image.tarformat import TarFormatError
+from hats.archive.tarformat import TarFormatError
 from hats.stage1.errors import (
     EntryConflictError,
     LinkTargetError,

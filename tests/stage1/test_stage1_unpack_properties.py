@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stage1_support import Spec, archive, mismatches, snapshot, tree_of
 
-from hats.image.tarformat import path_bytes
-from hats.image.tarstream import TarReader
+from hats.archive.tarformat import path_bytes
+from hats.archive.tarstream import TarReader
 from hats.image.tree import EffectiveTree, normalize
 from hats.stage1.errors import UnpackError
 from hats.stage1.rootpath import Root

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from stage1_support import Spec, archive, tree_of
 
+from hats.archive.tarstream import TarReader, TarWriter
 from hats.image.compose import compose, read_tree
 from hats.image.layers import ArchiveLayer
 from hats.image.lint import lint
-from hats.image.tarstream import TarReader, TarWriter
 from hats.stage1.unpack import unpack_image
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hats.archive.compress import xz_compress_file
 from hats.base import recipe
 from hats.base.cache import (
     METADATA,
@@ -32,7 +33,6 @@ from hats.base.mmdebstrap import (
 from hats.base.tarnorm import TarNormaliseError, normalise, relpath
 from hats.errors import HatsError
 from hats.fsio import atomic_output, check_parent_dirs, make_parent_dirs, write_bytes_atomic
-from hats.image.compress import xz_compress_file
 
 Progress = Callable[[str], None]
 

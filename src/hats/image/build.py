@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from hats import __version__
+from hats.archive.blockcache import BlockCache, default_block_cache_dir
+from hats.archive.compress import XzSink, detect_format
+from hats.archive.tarstream import TarWriter
+from hats.archive.xzparallel import ParallelXzSink, XzStats, check_block_size
 from hats.errors import HatsError
 from hats.fsio import atomic_output, write_bytes_atomic
 from hats.image import units
-from hats.image.blockcache import BlockCache, default_block_cache_dir
 from hats.image.compose import compose
-from hats.image.compress import XzSink, detect_format
 from hats.image.layers import (
     ArchiveLayer,
     Content,
@@ -44,10 +46,8 @@ from hats.image.layers import (
 )
 from hats.image.lint import ERROR_CODES, KEY_FILE, WARNING_CODES, Finding, lint, share_type_of
 from hats.image.sums import existing_sums_form, update_sums
-from hats.image.tarstream import TarWriter
 from hats.image.tree import EffectiveTree
 from hats.image.units import ORCHESTRATOR_UNIT
-from hats.image.xzparallel import ParallelXzSink, XzStats, check_block_size
 from hats.keys.keyfile import parse_key_file
 
 AGENTS_LAYER = "hats-agents"

@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hats.archive import tarformat as tf
+from hats.archive.compress import detect_format, open_decompressed
+from hats.archive.tarformat import Member
+from hats.archive.tarstream import Readable, TarReader
+from hats.archive.xzformat import FOOTER_MAGIC, STREAM_MAGIC, XzFormatError, decode_vli
 from hats.hashing import file_sha256_sized
-from hats.image import tarformat as tf
 from hats.image.compose import apply_member
-from hats.image.compress import detect_format, open_decompressed
-from hats.image.tarformat import Member
-from hats.image.tarstream import Readable, TarReader
 from hats.image.tree import EffectiveTree
-from hats.image.xzformat import FOOTER_MAGIC, STREAM_MAGIC, XzFormatError, decode_vli
 
 _CHECKS = {0: "none", 1: "CRC32", 4: "CRC64", 10: "SHA-256"}
 

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from hats.archive.blockcache import DEFAULT_MAX_SIZE
+from hats.archive.compress import open_decompressed
+from hats.archive.tarstream import TarReader
+from hats.archive.xzparallel import RECOMMENDED_BLOCK_SIZE, check_block_size, parse_size
 from hats.errors import HatsError
-from hats.image.blockcache import DEFAULT_MAX_SIZE
 from hats.image.compose import read_tree
-from hats.image.compress import open_decompressed
 from hats.image.lint import Finding, lint
 from hats.image.spec import SpecError, parse_mode
 from hats.image.sums import (
@@ -34,10 +36,8 @@ from hats.image.sums import (
     parse_sums_lines,
     policy_image_digests,
 )
-from hats.image.tarstream import TarReader
 from hats.image.tree import EffectiveTree, Entry, normalize
 from hats.image.units import SHARE_TYPES
-from hats.image.xzparallel import RECOMMENDED_BLOCK_SIZE, check_block_size, parse_size
 from hats.textsafe import printable
 
 if TYPE_CHECKING:  # imported where used: `hats image --help` does not load the builder or rich

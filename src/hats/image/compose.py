@@ -3,7 +3,7 @@
 The thin loop between the pure rules (:mod:`~hats.image.merge`,
 :mod:`~hats.image.tree`) and the streams: every member of every layer goes
 through :class:`~hats.image.merge.DepsMerge`, is written by a
-:class:`~hats.image.tarstream.TarWriter` and applied to an
+:class:`~hats.archive.tarstream.TarWriter` and applied to an
 :class:`~hats.image.tree.EffectiveTree`, while file data is streamed once
 and hashed on the way.
 """
@@ -14,10 +14,10 @@ import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 
+from hats.archive.tarformat import Member
+from hats.archive.tarstream import TarReader, TarWriter
 from hats.image.layers import Layer, members_of
 from hats.image.merge import DepsMerge
-from hats.image.tarformat import Member
-from hats.image.tarstream import TarReader, TarWriter
 from hats.image.tree import EffectiveTree, normalize
 
 HEAD_SIZE = 128

@@ -24,12 +24,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hats.archive import tarformat as tf
+from hats.archive.compress import InputError, detect_format, open_decompressed, sniff_format
+from hats.archive.tarformat import Member
+from hats.archive.tarstream import CHUNK, TarReader
 from hats.errors import HatsError
-from hats.image import tarformat as tf
-from hats.image.compress import InputError, detect_format, open_decompressed, sniff_format
 from hats.image.merge import SubTar, SubTarFile
-from hats.image.tarformat import Member
-from hats.image.tarstream import CHUNK, TarReader
 
 BINARY_MODE = 0o755
 DATA_MODE = 0o555

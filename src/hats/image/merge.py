@@ -34,8 +34,8 @@ import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from hats.image import tarformat as tf
-from hats.image.tarformat import Member
+from hats.archive import tarformat as tf
+from hats.archive.tarformat import Member
 
 
 class DepsMerge:

@@ -57,11 +57,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from hats.archive.xzparallel import check_block_size, parse_size
 from hats.errors import HatsError
 from hats.image.build import BuildOptions, LayerSpec
 from hats.image.sums import SUMS_FORMATS
 from hats.image.units import SHARE_TYPES
-from hats.image.xzparallel import check_block_size, parse_size
 
 
 class SpecError(HatsError):

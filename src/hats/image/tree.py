@@ -9,7 +9,7 @@ Sans-I/O. Stage1 unpacks with the Rust ``tar`` crate's defaults, so:
 - modes are applied as ``mode & 0o777``: setuid, setgid and sticky bits are
   lost; ownership in the archive is ignored (everything is root's);
 - directory entries are applied after all other entries, sorted by their
-  raw path bytes (the archive's spelling, :func:`hats.image.tarformat.path_bytes`)
+  raw path bytes (the archive's spelling, :func:`hats.archive.tarformat.path_bytes`)
   in descending order, stable — tar-rs 0.4.44, the version Oak's stage1 is
   built with (upstream-facts F4). So of the directory entries for one path,
   the one with the smallest spelling sets the mode (``./etc/`` beats
@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hats.image import tarformat as tf
-from hats.image.tarformat import Member
+from hats.archive import tarformat as tf
+from hats.archive.tarformat import Member
 
 
 def normalize(name: str) -> str | None:

@@ -2,7 +2,7 @@
 
 The bundle is an uncompressed tar from the (untrusted) launcher: an OCI
 bundle with ``config.json`` and ``rootfs/``. It is read with the project's
-streaming reader (:class:`hats.image.tarstream.TarReader`) and written below
+streaming reader (:class:`hats.archive.tarstream.TarReader`) and written below
 ``container_dir`` by walking directory file descriptors with ``O_NOFOLLOW``,
 so nothing is ever written through a symbolic link. Rules (each violation is a
 :class:`BundleError` naming the member; what was written stays inside
@@ -62,10 +62,10 @@ import stat
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from hats.archive import tarformat as tf
+from hats.archive.tarformat import Member, TarFormatError
+from hats.archive.tarstream import TarReader
 from hats.errors import HatsError
-from hats.image import tarformat as tf
-from hats.image.tarformat import Member, TarFormatError
-from hats.image.tarstream import TarReader
 
 _TARRS_EMPTY_FILE_TYPES = (tf.CHRTYPE, tf.BLKTYPE, tf.FIFOTYPE)
 """Member types tar-rs has no case for: it writes them as empty regular files."""

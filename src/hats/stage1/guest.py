@@ -127,7 +127,7 @@ class _ChunkReader(io.RawIOBase):
     """
 
     def __init__(self, chunks: list[bytes]) -> None:
-        from hats.image.compress import XZ_MEMLIMIT
+        from hats.archive.compress import XZ_MEMLIMIT
 
         self._chunks: Iterator[bytes] = iter(chunks)
         self._decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)

@@ -65,10 +65,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hats.image import tarformat as tf
-from hats.image.compress import open_decompressed
-from hats.image.tarformat import Member
-from hats.image.tarstream import Readable, TarReader
+from hats.archive import tarformat as tf
+from hats.archive.compress import open_decompressed
+from hats.archive.tarformat import Member
+from hats.archive.tarstream import Readable, TarReader
 from hats.image.tree import normalize
 from hats.stage1.errors import (
     EntryConflictError,
@@ -525,7 +525,7 @@ def unpack_image(
 
     Constant memory: file data is streamed; only the directory entries are kept
     until the end. Raises a :class:`~hats.stage1.errors.UnpackError` where
-    stage1 would fail (and :class:`~hats.image.tarformat.TarFormatError` for a
+    stage1 would fail (and :class:`~hats.archive.tarformat.TarFormatError` for a
     malformed archive); what was written until then stays.
     """
     reader = TarReader(source, source_name)

@@ -28,9 +28,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from hats.archive.compress import open_decompressed
+from hats.archive.tarstream import TarReader
 from hats.errors import HatsError
-from hats.image.compress import open_decompressed
-from hats.image.tarstream import TarReader
 from hats.vm.elf import ElfError, is_elf, needed_libraries
 from hats.vm.tree import Tree
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal
 
-from hats.image.tarformat import DIRTYPE, REGTYPE, SYMTYPE, Member
-from hats.image.tarstream import TarWriter
+from hats.archive.tarformat import DIRTYPE, REGTYPE, SYMTYPE, Member
+from hats.archive.tarstream import TarWriter
 from hats.reproducible import EPOCH
 from hats.vm.cpio import CpioWriter, Writable
 

@@ -3,7 +3,7 @@
 The reader applies Python ``tarfile``'s interpretation of GNU long names,
 PAX extended and global headers and old-style directories, because the
 reference builder read its inputs with ``tarfile``; the writer emits the
-byte layout of :mod:`hats.image.tarformat`.
+byte layout of :mod:`hats.archive.tarformat`.
 
 Rules of the reader (each violation raises :class:`TarFormatError`, one line
 naming the source, the member where known, and the byte offset of the header
@@ -17,7 +17,7 @@ at fault):
   data are rejected: the reference would write a broken archive for them;
 - names containing NUL are rejected;
 - every numeric field, from the header or from a PAX record, must be in the
-  range :func:`hats.image.tarformat.field_problem` states (``tarfile`` takes
+  range :func:`hats.archive.tarformat.field_problem` states (``tarfile`` takes
   anything: a PAX ``size=-1`` used to hang this reader). PAX ``size``,
   ``uid`` and ``gid`` must be 1 to 20 ASCII digits; PAX ``mtime``, ``atime``
   and ``ctime`` a finite decimal number of at most 64 characters (``tarfile``
@@ -53,8 +53,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from hats.image import tarformat as tf
-from hats.image.tarformat import Member, TarFormatError
+from hats.archive import tarformat as tf
+from hats.archive.tarformat import Member, TarFormatError
 
 MAX_EXTENDED_SIZE = 1 << 20
 MAX_EXTENDED_HEADERS = 16

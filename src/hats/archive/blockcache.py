@@ -37,10 +37,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hats.archive import xzformat
+from hats.archive.xzformat import Block, XzFormatError
 from hats.cachedir import default_cache_dir
 from hats.errors import HatsError
-from hats.image import xzformat
-from hats.image.xzformat import Block, XzFormatError
 
 LAYOUT_VERSION = b"hats-xz-block-v1"
 MAGIC = b"HATSXZB1"

@@ -4,7 +4,7 @@ Rules:
 - the tar stream is cut into blocks of exactly ``B`` bytes (the last one
   shorter, none for an empty input); each block is compressed on its own
   (raw LZMA2 preset 6 and its CRC64 from liblzma, the container from
-  :mod:`hats.image.xzformat`) and written in order. The output is a
+  :mod:`hats.archive.xzformat`) and written in order. The output is a
   standard single-stream ``.xz`` equal to ``xz -T2 --block-size=B -6 -c``
   of the same bytes (liblzma 5.4.x), whatever the number of workers;
 - blocks are compressed by ``jobs`` worker threads. liblzma runs without
@@ -14,7 +14,7 @@ Rules:
 - at most ``2 * jobs`` blocks are in flight (queued, compressing or waiting
   to be written in order), so memory is bounded by the number of workers
   and the block size, not by the image size;
-- with a :class:`~hats.image.blockcache.BlockCache`, a block whose
+- with a :class:`~hats.archive.blockcache.BlockCache`, a block whose
   uncompressed bytes (and settings) were compressed before is taken from
   the cache, verified; only the other blocks are compressed. The output
   bytes are the same with or without the cache.
@@ -32,10 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from hats.archive import xzformat
+from hats.archive.blockcache import BlockCache, encoder_fingerprint
+from hats.archive.xzformat import Block
 from hats.errors import HatsError
-from hats.image import xzformat
-from hats.image.blockcache import BlockCache, encoder_fingerprint
-from hats.image.xzformat import Block
 
 PRESET = 6
 DICT_SIZE = 8 << 20  # preset 6's dictionary, recorded in every block header
@@ -135,7 +135,7 @@ class XzStats:
 class ParallelXzSink:
     """Compress written bytes as multi-block xz in worker threads, optionally cached.
 
-    The same interface as :class:`~hats.image.compress.XzSink`: ``write``,
+    The same interface as :class:`~hats.archive.compress.XzSink`: ``write``,
     ``close`` (then ``tar_sha256``/``xz_sha256``/sizes are final), ``abort``.
     ``out`` None computes the tar digest only (and compresses nothing).
     """

@@ -10,7 +10,7 @@ Rules:
   ``lzma`` uses. The promise holds for the same liblzma version (checked
   here with 5.4.1); a different liblzma may compress differently. The
   parallel multi-block mode (``--xz-block-size``) is
-  :class:`hats.image.xzparallel.ParallelXzSink`, with the same interface;
+  :class:`hats.archive.xzparallel.ParallelXzSink`, with the same interface;
 - decompression and compression each run in a thread of their own, fed
   through bounded queues, so reading the base, composing the tar and
   compressing overlap (liblzma, zlib, zstd and hashlib release the GIL) and
@@ -42,8 +42,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from hats.archive import tarformat as tf
 from hats.errors import HatsError
-from hats.image import tarformat as tf
 
 XZ_MAGIC = b"\xfd7zXZ\x00"
 GZIP_MAGIC = b"\x1f\x8b"
