@@ -17,9 +17,17 @@ from tvs_testing import (
     public,
 )
 
+from hats.errors import HatsError, LocalProtocolError, RemoteProtocolError
 from hats.pb.pcit.tvs import tvs_messages_pb2
-from hats.tvs.keys import KeyProvider, Secret, User
-from hats.tvs.session import RequestHandler, TvsConfig, TvsRequestError
+from hats.tvs.keys import KeyProvider, Secret, UnknownUserError, User
+from hats.tvs.session import (
+    BadRequestError,
+    RequestHandler,
+    SessionStateError,
+    TvsConfig,
+    TvsRequestError,
+    TvsServiceError,
+)
 
 
 def handshaken(handler: RequestHandler | None = None) -> tuple[Client, RequestHandler]:
@@ -30,8 +38,10 @@ def handshaken(handler: RequestHandler | None = None) -> tuple[Client, RequestHa
 
 
 def rejected(handler: RequestHandler, message: bytes) -> TvsRequestError:
-    with pytest.raises(TvsRequestError) as info:
+    """The client's fault: a :class:`BadRequestError`, a :class:`RemoteProtocolError`."""
+    with pytest.raises(BadRequestError) as info:
         handler.handle(message)
+    assert isinstance(info.value, RemoteProtocolError)
     return info.value
 
 
@@ -228,10 +238,30 @@ def test_several_users_get_their_own_secrets() -> None:
 
 
 def test_handler_refuses_requests_after_termination() -> None:
+    """Our misuse (the transport must end the stream): a bug, not a user error."""
     client, handler = handshaken()
     handler.handle(client.verify_request())
-    with pytest.raises(TvsRequestError):
+    with pytest.raises(SessionStateError) as info:
         handler.handle(Client().init_request())
+    assert isinstance(info.value, LocalProtocolError)
+    assert not isinstance(info.value, HatsError)
+
+
+class _NoSecrets(KeyProvider):
+    """A provider that authenticates the client but has lost its secrets."""
+
+    def secrets_for_user_id(self, user_id: str) -> tuple[Secret, ...]:
+        raise UnknownUserError(f"no secrets for user {user_id}")
+
+
+def test_missing_secrets_are_the_tvs_fault_with_the_reference_text() -> None:
+    provider = _NoSecrets.from_flags(public(CLIENT))
+    client, handler = handshaken(config(provider).new_handler())
+    with pytest.raises(TvsServiceError) as info:
+        handler.handle(client.verify_request())
+    assert info.value.message == "Failed to get secret for user ID: 1"
+    assert not isinstance(info.value, RemoteProtocolError)
+    assert handler.terminated
 
 
 def test_config_hides_keys_and_checks_them() -> None:

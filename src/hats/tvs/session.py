@@ -3,10 +3,24 @@
 One ``TeeVerificationService/VerifyReport`` stream gets one
 :class:`RequestHandler`; the transport feeds it each
 ``OpaqueMessage.binary_message`` and writes back what :meth:`RequestHandler.handle`
-returns. A failure raises :class:`TvsRequestError` whose ``message`` is the
-reference's text (the transport answers ``INVALID_ARGUMENT "Invalid or
-malformed command. UNKNOWN: <message>"``, upstream-facts F8) and whose
-``detail`` says more, for the TVS's own log. Nothing here does I/O.
+returns. A rejected request raises a :class:`TvsRequestError` whose
+``message`` is the reference's text (the transport answers every one with
+``INVALID_ARGUMENT "Invalid or malformed command. UNKNOWN: <message>"``,
+upstream-facts F8) and whose ``detail`` says more, for the TVS's own log.
+Nothing here does I/O.
+
+Whose fault it is (as h11's Remote/LocalProtocolError, :mod:`hats.errors`):
+
+- :class:`BadRequestError` (a :class:`~hats.errors.RemoteProtocolError`): the
+  client sent something wrong: a request that does not decode, a second
+  handshake, an unknown key, a bad signature, evidence no policy accepts, …;
+- :class:`TvsServiceError`: the request was right, the TVS's own data cannot
+  serve it (an authenticated user without secrets): the reference's text all
+  the same, but the operator's problem, not the client's;
+- :class:`SessionStateError` (a :class:`~hats.errors.LocalProtocolError`, not a
+  :class:`~hats.errors.HatsError`): our own code called :meth:`RequestHandler.handle`
+  after the handler terminated; the transport must end the stream instead
+  (``TvsServicer`` does), so this is a bug and keeps its traceback.
 
 ``handle`` decodes an ``AttestReportRequest`` (``Failed to decode (serialize)
 AttestReportRequest.``; no ``request`` set: ``AttestReportRequest is
@@ -59,7 +73,7 @@ from google.protobuf.message import DecodeError
 from hats.attestation import policy as policy_mod
 from hats.attestation.amd.certs import AmdRoots
 from hats.attestation.verify import application_signing_key, verify_evidence
-from hats.errors import HatsError
+from hats.errors import HatsError, LocalProtocolError, RemoteProtocolError
 from hats.pb.oak.attestation.v1 import evidence_pb2
 from hats.pb.pcit.tvs import appraisal_policies_pb2, tvs_messages_pb2
 from hats.protocol import handshake, p256, signature
@@ -90,12 +104,27 @@ ERR_TERMINATED = "The session is terminated: a new handshake needs a new stream.
 
 
 class TvsRequestError(HatsError):
-    """A rejected request: ``message`` is the reference's text, ``detail`` is for logs."""
+    """A rejected request: ``message`` is the reference's text, ``detail`` is for logs.
+
+    The base of the two faults (module docstring); the transport answers both alike.
+    """
 
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
+
+
+class BadRequestError(TvsRequestError, RemoteProtocolError):
+    """The client's fault: its request breaks the protocol or fails a check."""
+
+
+class TvsServiceError(TvsRequestError):
+    """The TVS's fault: a valid request for an authenticated user its data cannot serve."""
+
+
+class SessionStateError(LocalProtocolError):
+    """Our fault: :meth:`RequestHandler.handle` called after the handler terminated (a bug)."""
 
 
 class EvidenceChecker(Protocol):
@@ -211,40 +240,40 @@ class RequestHandler:
     def handle(self, binary_message: bytes) -> bytes:
         """Process one serialized ``AttestReportRequest``; return the serialized response."""
         if self._terminated:
-            raise TvsRequestError(ERR_TERMINATED)
+            raise SessionStateError(ERR_TERMINATED)
         request = tvs_messages_pb2.AttestReportRequest()
         try:
             request.ParseFromString(bytes(binary_message))
         except DecodeError:
-            raise TvsRequestError(ERR_DECODE_REQUEST) from None
+            raise BadRequestError(ERR_DECODE_REQUEST) from None
         which = request.WhichOneof("request")
         if which == "init_session_request":
             response = self._init_session(request.init_session_request)
         elif which == "verify_report_request":
             response = self._verify_report(request.verify_report_request)
         else:
-            raise TvsRequestError(ERR_MALFORMED_REQUEST)
+            raise BadRequestError(ERR_MALFORMED_REQUEST)
         return response.SerializeToString()
 
     def _init_session(
         self, request: tvs_messages_pb2.InitSessionRequest
     ) -> tvs_messages_pb2.AttestReportResponse:
         if self._session is not None:
-            raise TvsRequestError(ERR_HANDSHAKE_DONE)
+            raise BadRequestError(ERR_HANDSHAKE_DONE)
         private_key = self._config.private_key_for(request.tvs_public_key)
         if private_key is None:
-            raise TvsRequestError(
+            raise BadRequestError(
                 ERR_UNKNOWN_PUBLIC_KEY,
                 f"tvs_public_key ({len(request.tvs_public_key)} bytes) is not this TVS's key",
             )
         client_key = bytes(request.client_public_key)
         user_id = self._config.key_provider.user_id_for_authentication_key(client_key)
         if user_id is None:
-            raise TvsRequestError(ERR_UNAUTHENTICATED, _describe_key(client_key))
+            raise BadRequestError(ERR_UNAUTHENTICATED, _describe_key(client_key))
         try:
             reply = handshake.respond(private_key, client_key, request.client_message)
         except HatsError as exc:
-            raise TvsRequestError(ERR_INVALID_HANDSHAKE, str(exc)) from None
+            raise BadRequestError(ERR_INVALID_HANDSHAKE, str(exc)) from None
         self._session = _Session(
             user_id=user_id,
             handshake_hash=reply.result.handshake_hash,
@@ -263,27 +292,27 @@ class RequestHandler:
         self._terminated = True
         session = self._session
         if session is None:
-            raise TvsRequestError(ERR_NO_HANDSHAKE)
+            raise BadRequestError(ERR_NO_HANDSHAKE)
         try:
             plaintext = session.crypter.decrypt(request.client_message)
         except HatsError as exc:
-            raise TvsRequestError(ERR_DECRYPT, str(exc)) from None
+            raise BadRequestError(ERR_DECRYPT, str(exc)) from None
         inner = tvs_messages_pb2.VerifyReportRequest()
         try:
             inner.ParseFromString(plaintext)
         except DecodeError:
-            raise TvsRequestError(ERR_DECODE_VERIFY) from None
+            raise BadRequestError(ERR_DECODE_VERIFY) from None
         if not inner.HasField("evidence"):
-            raise TvsRequestError(ERR_NO_EVIDENCE)
+            raise BadRequestError(ERR_NO_EVIDENCE)
         self._check_signature(inner.evidence, session.handshake_hash, inner.signature)
         try:
             matched = self._config.evidence_checker.check(inner.evidence, inner.tee_certificate)
         except HatsError as exc:
-            raise TvsRequestError(ERR_NO_POLICY, str(exc)) from None
+            raise BadRequestError(ERR_NO_POLICY, str(exc)) from None
         try:
             secrets = self._config.key_provider.secrets_for_user_id(session.user_id)
         except UnknownUserError as exc:
-            raise TvsRequestError(ERR_SECRETS + session.user_id, str(exc)) from None
+            raise TvsServiceError(ERR_SECRETS + session.user_id, str(exc)) from None
         reply = tvs_messages_pb2.VerifyReportResponse(
             secrets=[
                 tvs_messages_pb2.Secret(
@@ -311,15 +340,15 @@ class RequestHandler:
         try:
             key = application_signing_key(evidence)
         except HatsError as exc:
-            raise TvsRequestError(ERR_SIGNING_KEY + str(exc)) from None
+            raise BadRequestError(ERR_SIGNING_KEY + str(exc)) from None
         try:
             signature.verify_handshake_hash(key, handshake_hash, raw_signature)
         except MalformedSignatureError as exc:
-            raise TvsRequestError(ERR_PARSE_SIGNATURE + str(exc)) from None
+            raise BadRequestError(ERR_PARSE_SIGNATURE + str(exc)) from None
         except SignatureMismatchError as exc:
-            raise TvsRequestError(ERR_SIGNATURE_MISMATCH + str(exc)) from None
+            raise BadRequestError(ERR_SIGNATURE_MISMATCH + str(exc)) from None
         except HatsError as exc:
-            raise TvsRequestError(ERR_SIGNING_KEY + str(exc)) from None
+            raise BadRequestError(ERR_SIGNING_KEY + str(exc)) from None
 
 
 def _describe_key(key: bytes) -> str:
