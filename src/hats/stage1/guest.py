@@ -5,23 +5,32 @@ insecure (non-SEV) mode:
 
 1. configure the network from the kernel's ``ip=`` option (the launcher is
    reached over QEMU's user network here, see :mod:`hats.stage1.network`);
-2. fetch the system image with ``oak.containers.Launcher/GetOakSystemImage``
-   (chunks kept in memory, retried while the launcher is unreachable);
-3. measure it: SHA-256 of the bytes received, *before* decompressing;
-4. create the DICE data for the next layer: with real Oak stage0's hand-off
+2. mount a tmpfs on ``/rootfs`` (size ``brd.rd_size`` KiB when given: the
+   reference sizes its ramdisk with it): the staging root;
+3. fetch the system image with ``oak.containers.Launcher/GetOakSystemImage``
+   (retried while the launcher is unreachable, until the first chunk) and
+   push each chunk, as it arrives, through :mod:`hats.stage1.pipeline`:
+   SHA-256 of the bytes received, ``.xz`` decoding (blocks in parallel on the
+   vCPUs for multi-block images), unpacking into ``/rootfs`` with Oak's rules
+   (:mod:`hats.stage1.unpack`). The digest is final only when the stream has
+   ended and the container and the tar were read to their ends; nothing in
+   ``/rootfs`` is used before that (see that module for why staging and not
+   buffering);
+4. with the final digest, create the DICE data for the next layer: with real Oak stage0's hand-off
    (``--oak-dice`` …, :mod:`hats.stage1.handoff`, taken and zeroed before the
    network is up) the system layer is added to stage0's evidence, signed by
    stage0's layer-1 key; without it (no stage0) the insecure chain is simulated
    (:func:`hats.attestation.simulate.simulate_stage1`; stage0's event records
    this boot's ``/proc/cmdline``), which is said once on the console;
-5. mount a tmpfs on ``/rootfs`` (size ``brd.rd_size`` KiB when given: the
-   reference sizes its ramdisk with it) and unpack the image with Oak's
-   rules (:mod:`hats.stage1.unpack`), then the after-unpack steps
-   (``/etc/machine-id``, ``/oak/dice``, ``/.dockerenv``);
+5. the after-unpack steps (``/etc/machine-id``, ``/oak/dice``,
+   ``/.dockerenv``);
 6. take the interface down (the image's systemd-networkd configures it, after
    udev has renamed it), unmount ``/proc``, ``/sys``, ``/dev`` and switch to
    the new root: ``busybox switch_root /rootfs <init>`` with only
    ``LAUNCHER_ADDR`` in the environment.
+
+The console gets the split of the image's time (``fetched N bytes in X s``,
+hashing, decompressing, unpacking), which ``bench/vm_boot_bench.py`` reads.
 
 Every failure prints one line ``hats-stage1: error: …`` on the console and
 exits, which panics the kernel; the launcher's ``panic=-1`` and QEMU's
@@ -30,14 +39,11 @@ exits, which panics the kernel; the launcher's ``panic=-1`` and QEMU's
 
 from __future__ import annotations
 
-import hashlib
-import io
-import lzma
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,11 +53,14 @@ from hats.stage1.errors import Stage1Error
 if TYPE_CHECKING:
     from hats.pb.oak.attestation.v1 import dice_pb2
     from hats.stage1.cmdline import Stage1Args
+    from hats.stage1.pipeline import PipelineResult
 
 BUSYBOX = "/bin/busybox"
 ROOTFS = Path("/rootfs")
 PROC_CMDLINE = Path("/proc/cmdline")
 FETCH_BUDGET = 120.0
+#: The whole image stream, unpacking included (a stalling launcher is bounded).
+STREAM_BUDGET = 900.0
 
 
 def log(message: str) -> None:
@@ -84,31 +93,41 @@ def configure_network(kernel_args: list[str]) -> str | None:
     return device
 
 
-def fetch_image(launcher_addr: str) -> tuple[list[bytes], bytes]:
-    """The image's chunks and their SHA-256, from ``GetOakSystemImage`` (retried)."""
+def _stream_image(launcher_addr: str, rootfs: Path) -> tuple[PipelineResult, float]:
+    """Fetch the image and push every chunk through the pipeline as it arrives.
+
+    Retried while the launcher is unreachable, until the first chunk: after
+    that a failure of the stream stops stage1. Returns the result and the
+    seconds from the request to the last chunk.
+    """
     import grpc
     from google.protobuf import empty_pb2
 
     from hats.pb.oak.containers import interfaces_pb2_grpc
+    from hats.stage1.pipeline import ImagePipeline
     from hats.transport import parse_address
 
     target = parse_address(launcher_addr).grpc_target()
     deadline = time.monotonic() + FETCH_BUDGET
     delay = 0.5
+    workers = os.cpu_count() or 1
     while True:
-        with grpc.insecure_channel(target) as channel:
+        with (
+            grpc.insecure_channel(target) as channel,
+            ImagePipeline(rootfs, workers=workers, mknod=True) as pipeline,
+        ):
             stub = interfaces_pb2_grpc.LauncherStub(channel)
-            digest = hashlib.sha256()
-            chunks: list[bytes] = []
+            started = time.monotonic()
             try:
-                for response in stub.GetOakSystemImage(empty_pb2.Empty(), timeout=FETCH_BUDGET):
-                    chunk = bytes(response.image_chunk)
-                    digest.update(chunk)
-                    chunks.append(chunk)
-                return chunks, digest.digest()
+                for response in stub.GetOakSystemImage(empty_pb2.Empty(), timeout=STREAM_BUDGET):
+                    pipeline.feed(bytes(response.image_chunk))
+                fetched = time.monotonic() - started
+                log(f"fetched {pipeline.size} bytes in {fetched:.2f} s")
+                return pipeline.finish(), fetched
             except grpc.RpcError as exc:
                 code = exc.code() if isinstance(exc, grpc.Call) else None
-                if code != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                retry = pipeline.size == 0 and code == grpc.StatusCode.UNAVAILABLE
+                if not retry or time.monotonic() > deadline:
                     details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
                     raise Stage1Error(
                         f"GetOakSystemImage from {launcher_addr}: {details}"
@@ -118,42 +137,25 @@ def fetch_image(launcher_addr: str) -> tuple[list[bytes], bytes]:
         delay = min(delay * 2, 5.0)
 
 
-class _ChunkReader(io.RawIOBase):
-    """A read-only stream over the decompressed bytes of in-memory ``.xz`` chunks.
-
-    Decompressed 1 MiB at a time (``max_length``), whatever the ratio; a
-    stream whose decoder needs more than ``XZ_MEMLIMIT`` (128 MiB) or that is
-    corrupt is a :class:`Stage1Error`.
-    """
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        from hats.archive.compress import XZ_MEMLIMIT
-
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._pending:
-            if self._decompressor.eof:
-                return 0
-            if self._decompressor.needs_input:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    raise Stage1Error("system image: the .xz stream is truncated")
-            else:
-                chunk = b""
-            try:
-                self._pending = self._decompressor.decompress(chunk, 1 << 20)
-            except lzma.LZMAError as exc:
-                raise Stage1Error(f"system image: corrupt .xz data: {exc}") from None
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
+def _log_pipeline(result: PipelineResult, fetched: float) -> None:
+    """The split of the image's time on the console (the VM bench reads these lines)."""
+    how = (
+        f"{result.blocks} blocks on {result.workers} threads"
+        if result.mode == "parallel"
+        else "one stream, one thread"
+    )
+    log(
+        f"sha256 {result.sha256.hex()} of {result.size} bytes, "
+        f"hashing {result.digest_seconds:.2f} s"
+    )
+    log(f"decompressed {result.tar_bytes} bytes in {result.decompress_seconds:.2f} s ({how})")
+    report = result.report
+    log(
+        f"unpacked {report.members} entries ({report.bytes} bytes) in "
+        f"{result.unpack_seconds:.2f} s (waited {result.unpack_waited:.2f} s for data); "
+        f"image done {fetched + result.tail_seconds:.2f} s after the request, "
+        f"{result.tail_seconds:.2f} s after the last chunk"
+    )
 
 
 def mount_rootfs(kernel_args: list[str]) -> None:
@@ -188,7 +190,6 @@ def run(argv: Sequence[str]) -> tuple[str, str]:
     from hats.attestation.simulate import Stage0Inputs, simulate_stage1
     from hats.stage1.cmdline import launcher_addr_env, parse_proc_cmdline, parse_stage1_args
     from hats.stage1.finish import finish_root
-    from hats.stage1.unpack import unpack_image
 
     args = parse_stage1_args(list(argv))
     kernel_cmdline = PROC_CMDLINE.read_text(encoding="utf-8").rstrip("\n")
@@ -196,14 +197,12 @@ def run(argv: Sequence[str]) -> tuple[str, str]:
     log(f"launcher {args.launcher_addr}, init {args.init}")
     stage0 = take_handoff(args)
     configure_network(kernel_args)
-    started = time.monotonic()
-    chunks, image_sha256 = fetch_image(args.launcher_addr)
-    size = sum(len(chunk) for chunk in chunks)
-    log(
-        f"system image: {size} bytes in {time.monotonic() - started:.1f} s, "
-        f"sha256 {image_sha256.hex()}"
-    )
-    # As Oak: the DICE data for the next layer exists before the image is processed.
+    # The image is unpacked into the tmpfs (the staging root) while it arrives;
+    # nothing in it is used until the digest below is final (hats.stage1.pipeline).
+    mount_rootfs(kernel_args)
+    result, fetched = _stream_image(args.launcher_addr, ROOTFS)
+    _log_pipeline(result, fetched)
+    image_sha256 = result.sha256
     if stage0 is not None:
         attester = dice.DiceAttester(stage0)
         attester.extend(dice.system_layer_event(image_sha256))
@@ -211,14 +210,6 @@ def run(argv: Sequence[str]) -> tuple[str, str]:
     else:
         dice_data = simulate_stage1(image_sha256, Stage0Inputs(kernel_cmdline=kernel_cmdline))
     encoded = dice.encode_dice_data(dice_data)
-    mount_rootfs(kernel_args)
-    started = time.monotonic()
-    report = unpack_image(io.BufferedReader(_ChunkReader(chunks), 1 << 20), ROOTFS, mknod=True)
-    chunks.clear()
-    log(
-        f"unpacked {report.members} entries ({report.bytes} bytes) into {ROOTFS} "
-        f"in {time.monotonic() - started:.1f} s"
-    )
     finish_root(ROOTFS, encoded)
     return args.init, launcher_addr_env(args.launcher_addr)
 
