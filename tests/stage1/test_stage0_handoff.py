@@ -12,8 +12,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from tests import shared_data
 
+import shared_data
 from hats.pb.oak.attestation.v1 import eventlog_pb2, evidence_pb2
 from hats.stage1 import handoff
 from hats.stage1.cmdline import parse_proc_cmdline, parse_stage1_args, stage1_argv

@@ -27,8 +27,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests import shared_data
 
+import shared_data
 from hats.demo import DemoSetup
 from hats.pb.oak.attestation.v1 import eventlog_pb2, evidence_pb2
 from hats.vm.demo import VmDemoOptions, boot_and_wait, prepare_vm, stage0_config

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-from tests import shared_data
 
+import shared_data
 from hats.vm import stage0
 from hats.vm.machine import ACPI_UNUSABLE, Machine
 from hats.vm.qemu import QemuError, VmConfig, check_stage0_qemu, parse_qemu_version, qemu_argv
