@@ -44,9 +44,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("demo",),
     ("orchestrator", "tvs", "stage1", "agent", "syslogd"),
     ("image", "attestation"),
-    ("base", "packaging", "telemetry", "workload"),
+    ("base", "packaging", "telemetry"),
     ("keys", "protocol", "pb", "cliopts", "archive"),
-    ("fsio", "transport", "streamlimits", "agent_common", "textsafe"),
+    ("fsio", "transport", "streamlimits", "agent_common", "textsafe", "console", "toolrun"),
     ("errors", "hashing", "reproducible", "sharetype", "cachedir"),
 )
 

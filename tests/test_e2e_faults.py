@@ -38,11 +38,11 @@ def images() -> Iterator[tuple[Path, Path]]:
     try:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         (root / "a").mkdir()
-        first = demo._minimal_image(root / "a", env)
+        first = demo.minimal_image(root / "a", env)
         other = root / "b" / "base-root" / "etc"
         other.mkdir(parents=True)
         (other / "hostname").write_text("another image\n")
-        second = demo._minimal_image(root / "b", env)
+        second = demo.minimal_image(root / "b", env)
         yield first, second
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -88,7 +88,7 @@ def _assert_no_secrets(setup: DemoSetup, *outputs: str) -> None:
         assert secret not in text, "key material in the output"
 
 
-def _process_output(running: list[demo._Process]) -> str:
+def _process_output(running: list[demo.Process]) -> str:
     return "\n".join(line for process in running for line in process.lines)
 
 
@@ -262,7 +262,7 @@ def _hostile_bundle(path: Path) -> Path:
 
 
 def demo_sample_config() -> dict[str, object]:
-    from hats.orchestrator.sample_bundle import sample_config
+    from hats.demo.sample_bundle import sample_config
 
     return sample_config(sys.executable)
 
@@ -330,7 +330,7 @@ class _Lines:
 
 
 def test_launcher_restart_during_heartbeat_recovers(work: Path, images: tuple[Path, Path]) -> None:
-    from hats.orchestrator.sample_bundle import make_sample_bundle
+    from hats.demo.sample_bundle import make_sample_bundle
 
     stop = work / "stop-workload"
     script = work / "long.py"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hats import reproducible
 from hats.archive import tarformat
 from hats.base import recipe
-from hats.orchestrator import sample_bundle
+from hats.demo import sample_bundle
 from hats.packaging import agents_layer
 from hats.vm import tree
 

@@ -1,7 +1,7 @@
 """Build the sample bundle: ``python examples/workload/make_bundle.py OUT.tar``.
 
 The bundle runs ``python3 get_keys.py`` in ``/app`` (see
-:func:`hats.orchestrator.sample_bundle.make_sample_bundle`).
+:func:`hats.demo.sample_bundle.make_sample_bundle`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hats.orchestrator.sample_bundle import make_sample_bundle
+from hats.demo.sample_bundle import make_sample_bundle
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:

@@ -40,7 +40,7 @@ from hats.archive import tarformat as tf
 from hats.archive.tarstream import TarReader
 from hats.image.cli import load_tree
 from hats.orchestrator.bundle import unpack_bundle
-from hats.orchestrator.sample_bundle import sample_bundle_bytes
+from hats.demo.sample_bundle import sample_bundle_bytes
 
 
 def fuzz(examples: int) -> settings:

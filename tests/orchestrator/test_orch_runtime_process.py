@@ -24,7 +24,7 @@ from orch_ipc_support import (
 
 from hats.orchestrator import runtime, services
 from hats.orchestrator.bundle import unpack_bundle
-from hats.orchestrator.sample_bundle import make_sample_bundle, sample_bundle_bytes
+from hats.demo.sample_bundle import make_sample_bundle, sample_bundle_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -187,7 +187,7 @@ def test_sample_bundle_is_deterministic(tmp_path: Path) -> None:
     assert config["process"]["args"] == ["python3", "get_keys.py"]
     assert config["process"]["cwd"] == "/app"
     assert (tmp_path / "c" / "rootfs" / "app" / "get_keys.py").read_bytes() == (
-        REPO / "src" / "hats" / "workload" / "get_keys.py"
+        REPO / "src" / "hats" / "demo" / "workload" / "get_keys.py"
     ).read_bytes()
 
 

@@ -94,7 +94,7 @@ def test_the_wheel_makes_the_vm_workload_bundle(installed: Path, tmp_path: Path)
     out = tmp_path / "bundle.tar"
     result = _hats(installed, "vm", "workload-bundle", "-o", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    script = (ROOT / "src" / "hats" / "workload" / "get_keys.py").read_bytes()
+    script = (ROOT / "src" / "hats" / "demo" / "workload" / "get_keys.py").read_bytes()
     with tarfile.open(out) as bundle:
         member = bundle.extractfile("rootfs/app/get_keys.py")
         assert member is not None and member.read() == script

@@ -48,7 +48,7 @@ def test_the_vm_demo_shows_the_image_builds_progress(tmp_path, monkeypatch) -> N
         calls.append((step, args, show_progress))
         raise _Stop
 
-    monkeypatch.setattr(demo, "_run", record)
+    monkeypatch.setattr(demo, "run_step", record)
     lines: list[str] = []
     with pytest.raises(_Stop):
         demo.prepare_vm(demo.VmDemoOptions(workdir=tmp_path), lines.append)
@@ -56,19 +56,24 @@ def test_the_vm_demo_shows_the_image_builds_progress(tmp_path, monkeypatch) -> N
     assert step == "system image"
     assert args[3:5] == ["image", "build"]  # [python, -m, hats, image, build, ...]
     assert "-q" not in args and show_progress
-    assert lines == ["[1/6] system image: building (progress on stderr)"]
+    # Numbered by hats.console.Steps: the header, then the step's line under it.
+    assert lines[:2] == ["[1/6] system image", "      building (progress on stderr)"]
+    assert lines[2].startswith("[1/6] system image: failed after ")
 
 
 def test_a_step_with_progress_streams_its_stderr(capfd) -> None:
+    import os
     import sys
 
-    from hats.demo import DemoError, _run
+    from hats.demo.harness import DemoError, run_step
 
     code = "import sys; print('out'); print('hats: 10% composed', file=sys.stderr)"
-    assert _run("step", [sys.executable, "-c", code], {}, show_progress=True) == "out\n"
+    assert run_step("step", [sys.executable, "-c", code], {}, show_progress=True) == "out\n"
     assert "hats: 10% composed" in capfd.readouterr().err
     failing = "import sys; print('boom', file=sys.stderr); sys.exit(1)"
     with pytest.raises(DemoError) as failed:
-        _run("step", [sys.executable, "-c", failing], {}, show_progress=True)
-    assert str(failed.value) == "step: failed (see above)"
+        run_step("step", [sys.executable, "-c", failing], {}, show_progress=True)
+    # hats.toolrun's one error form; the tool's own lines are already on the screen.
+    python = os.path.basename(sys.executable)
+    assert str(failed.value) == f"step: {python} failed (exit 1): see its output above"
     assert "boom" in capfd.readouterr().err

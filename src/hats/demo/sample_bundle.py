@@ -1,4 +1,4 @@
-"""The demo's container bundle: ``hats/workload/get_keys.py`` as an OCI bundle tar.
+"""The demo's container bundle: ``hats/demo/workload/get_keys.py`` as an OCI bundle tar.
 
 Layout (deterministic: owner 0:0, mtime 946684800, sorted)::
 
@@ -22,11 +22,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from hats.demo.workload import GET_KEYS_SCRIPT as DEFAULT_SCRIPT
+from hats.demo.workload import SCRIPT_NAME
 from hats.errors import HatsError
 from hats.fsio import atomic_output
 from hats.reproducible import EPOCH
-from hats.workload import GET_KEYS_SCRIPT as DEFAULT_SCRIPT
-from hats.workload import SCRIPT_NAME
 
 __all__ = ["DEFAULT_SCRIPT", "SCRIPT_NAME", "make_sample_bundle", "sample_config"]
 _MTIME = EPOCH
@@ -106,7 +106,7 @@ def make_sample_bundle(out: Path, *, python: str = "python3", script: Path | Non
     """Write the sample bundle tar to ``out`` (atomically); return ``out``.
 
     ``python`` is ``process.args[0]``; ``script`` defaults to the repository's
-    ``hats/workload/get_keys.py``.
+    ``hats/demo/workload/get_keys.py``.
     """
     data = sample_bundle_bytes(python=python, script=script)
     with atomic_output(out) as handle:

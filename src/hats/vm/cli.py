@@ -60,7 +60,7 @@ def assets_command(as_json: bool) -> None:
 @click.option(
     "--script",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="The workload script [default: hats/workload/get_keys.py].",
+    help="The workload script [default: hats/demo/workload/get_keys.py].",
 )
 def workload_bundle_command(output: Path, script: Path | None) -> None:
     """Write the sample workload as a runc bundle with its own Python (for the guest).

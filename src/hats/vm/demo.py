@@ -1,7 +1,8 @@
 """``hats demo --vm``: the whole HATs flow with the system image booted in QEMU.
 
-Like :mod:`hats.demo`, but nothing runs on the host except the peers a real
-deployment has there (TVS, launcher, QEMU):
+Like :mod:`hats.demo.local` (through the same public harness,
+:mod:`hats.demo.harness` and :mod:`hats.demo.setup`), but nothing runs on
+the host except the peers a real deployment has there (TVS, launcher, QEMU):
 
 1. keys: a TVS key pair, the orchestrator's TVS-authentication key pair, a
    random 32-byte secret (key id 64);
@@ -25,31 +26,33 @@ deployment has there (TVS, launcher, QEMU):
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hats.demo import (
+from hats.console import Steps
+from hats.demo.harness import DemoError, hats_command, processes, run_step
+from hats.demo.setup import (
     KEY_ID,
-    DemoError,
+    DemoKeys,
     DemoSetup,
-    _hats,
-    _run,
+    assemble,
+    demo_env,
+    make_keys,
     make_policy,
-    processes,
+    make_secret,
+    simulate_stage1,
     start_launcher,
     start_tvs,
-    write_secrets_file,
 )
+from hats.hashing import file_sha256
 from hats.vm.qemu import LAUNCHER_GUEST_ADDR, VmConfig, kernel_cmdline
 from hats.vm.stage0 import Stage0Values, measure_with_stage0, mismatches
 
 Echo = Callable[[str], None]
+STEPS = 6
 BOOT_TIMEOUT = 900.0
 POWEROFF_TIMEOUT = 120.0
 RAMDRIVE_SIZE_KB = 1536 * 1024
@@ -85,105 +88,98 @@ class VmDemoResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def vm_steps(steps: Steps | Echo) -> Steps:
+    """The run's :class:`~hats.console.Steps` (a line callback gets plain lines)."""
+    return steps if isinstance(steps, Steps) else Steps(emit=steps, total=STEPS)
+
+
 def guest_cmdline() -> str:
     """The kernel command line the launcher gives QEMU (and stage1 records)."""
     return kernel_cmdline(launcher_addr=LAUNCHER_GUEST_ADDR, ramdrive_size_kb=RAMDRIVE_SIZE_KB)
 
 
-def prepare_vm(options: VmDemoOptions, echo: Echo) -> DemoSetup:
-    """Steps 1–4 in ``options.workdir``."""
-    from hats.keys.keyfile import format_key_file
-    from hats.keys.keygen import generate_key_pair, insecure_key_label, public_key_from_private
+def build_image(options: VmDemoOptions, keys: DemoKeys, env: dict[str, str], steps: Steps) -> Path:
+    """``hats image build`` on the default base (with Python and our agents); its stderr on ours."""
+    from hats.keys.keygen import insecure_key_label
+
+    image = options.workdir / "hats_system_image_vm.tar.xz"
+    steps.log("building (progress on stderr)")
+    args = hats_command(
+        "image",
+        "build",
+        "--tvs-keys",
+        keys.key_file,
+        "--secret-share-type",
+        "no-split",
+        "-o",
+        image,
+    )
+    if options.xz_block_size:
+        args += ["--xz-block-size", options.xz_block_size]
+    if insecure_key_label(keys.tvs[0][1]) is not None:
+        args.append("--allow-test-keys")  # a --tvs-private-key such as 1·G
+    with steps.suspended():
+        run_step("system image", args, env, show_progress=True)
+    steps.log(f"built {image.name}")
+    return image
+
+
+def prepare_vm(options: VmDemoOptions, steps: Steps | Echo) -> DemoSetup:
+    """Steps 1–4 in ``options.workdir``: keys, image, bundle, DICE data and policy, secret."""
+    from hats.base.build import ensure_default_base
     from hats.packaging.agents_layer import build_agents_tree
     from hats.vm.workload import make_workload_bundle
 
+    steps = vm_steps(steps)
     work = options.workdir
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if options.cache_dir is not None:
-        env["HATS_CACHE_DIR"] = str(options.cache_dir)
-    if options.tvs_private_key is not None:
-        tvs_private = options.tvs_private_key
-        tvs_public = public_key_from_private(tvs_private)
-    else:
-        tvs_private, tvs_public = generate_key_pair()
-    client_private, client_public = generate_key_pair()
-    key_file = work / "tvs_public_keys.txt"
-    key_file.write_bytes(format_key_file([tvs_public]))
-    if options.image is not None:
-        image = options.image
-        echo(f"[1/6] system image: {image}")
-    else:
-        image = work / "hats_system_image_vm.tar.xz"
-        started = time.monotonic()
-        echo("[1/6] system image: building (progress on stderr)")
-        args = _hats(
-            "image",
-            "build",
-            "--tvs-keys",
-            key_file,
-            "--secret-share-type",
-            "no-split",
-            "-o",
-            image,
-        )
-        if options.xz_block_size:
-            args += ["--xz-block-size", options.xz_block_size]
-        if insecure_key_label(tvs_public) is not None:  # a --tvs-private-key such as 1·G
-            args.append("--allow-test-keys")
-        _run("system image", args, env, show_progress=True)
-        echo(f"[1/6] system image built in {time.monotonic() - started:.0f} s: {image.name}")
-    image_sha256 = hashlib.sha256(image.read_bytes()).hexdigest()
-    echo(f"      sha256 {image_sha256}")
-    from hats.base.build import ensure_default_base
-
-    base = ensure_default_base(with_python=True, cache_dir=options.cache_dir)
-    bundle = work / "workload_bundle.tar"
-    agents = build_agents_tree(work / "agents", cache_dir=options.cache_dir)
-    make_workload_bundle(bundle, base=base, agents_site=agents.site_dir)
-    bundle_sha256 = hashlib.sha256(bundle.read_bytes()).hexdigest()
-    echo(f"[2/6] workload bundle (runc, own Python): sha256 {bundle_sha256[:16]}…")
-    dice = work / "reference_dice.bin"
-    measured: list[str | Path] = []
-    if options.stage0 is not None:
-        values = stage0_values(options, echo)
-        measured = [
-            "--kernel-sha256",
-            values.kernel_image_sha256,
-            "--setup-data-sha256",
-            values.kernel_setup_data_sha256,
-            "--initrd-sha256",
-            values.init_ram_fs_sha256,
-            "--acpi-sha256",
-            values.acpi_table_sha256,
-            "--memory-map-sha256",
-            values.memory_map_sha256,
-        ]
-    _run(
-        "stage1 reference values",
-        _hats(
-            "stage1",
-            "simulate",
-            "--system-image",
-            image,
-            "--kernel-cmdline",
-            guest_cmdline(),
-            *measured,
-            "-o",
-            dice,
-        ),
-        env,
-    )
-    policy = work / "policy.txtpb"
-    make_vm_policy(policy, image_sha256=image_sha256, bundle=bundle, dice=dice, env=env)
+    env = demo_env(options.cache_dir)
+    keys = make_keys(work, 1, tvs_private=options.tvs_private_key)
+    with steps.step("system image"):
+        if options.image is not None:
+            image = options.image
+            steps.log(f"given: {image}")
+        else:
+            image = build_image(options, keys, env, steps)
+        image_sha256 = file_sha256(image)
+        steps.log(f"sha256 {image_sha256}")
+    with steps.step("workload bundle (runc, own Python)"):
+        base = ensure_default_base(with_python=True, cache_dir=options.cache_dir)
+        bundle = work / "workload_bundle.tar"
+        agents = build_agents_tree(work / "agents", cache_dir=options.cache_dir)
+        make_workload_bundle(bundle, base=base, agents_site=agents.site_dir)
+        steps.log(f"sha256 {file_sha256(bundle)[:16]}…")
     root = "stage0's measurements" if options.stage0 is not None else "simulated root"
-    echo(f"[3/6] appraisal policy: image, bundle, guest command line (insecure, {root})")
-    secret = secrets.token_bytes(32)
-    expected = hashlib.sha256(secret).hexdigest()[:16]
-    secrets_file = work / "secrets.toml"
-    write_secrets_file(secrets_file, client_public, [f'private_key = "{secret.hex()}"'])
-    echo(f"[4/6] secret key id {KEY_ID}, fingerprint {expected}")
-    return DemoSetup(
+    with steps.step(f"appraisal policy: image, bundle, guest command line (insecure, {root})"):
+        measured: list[str | Path] = []
+        if options.stage0 is not None:
+            values = stage0_values(options, steps)
+            measured = [
+                "--kernel-sha256",
+                values.kernel_image_sha256,
+                "--setup-data-sha256",
+                values.kernel_setup_data_sha256,
+                "--initrd-sha256",
+                values.init_ram_fs_sha256,
+                "--acpi-sha256",
+                values.acpi_table_sha256,
+                "--memory-map-sha256",
+                values.memory_map_sha256,
+            ]
+        dice = simulate_stage1(
+            image,
+            work / "reference_dice.bin",
+            env,
+            step="stage1 reference values",
+            extra=["--kernel-cmdline", guest_cmdline(), *measured],
+        )
+        policy = make_vm_policy(
+            work / "policy.txtpb", image_sha256=image_sha256, bundle=bundle, dice=dice, env=env
+        )
+    with steps.step("secret"):
+        secret = make_secret("no-split", 1)
+        steps.log(f"key id {KEY_ID}, fingerprint {secret.fingerprint}")
+    return assemble(
         work=work,
         env=env,
         share="no-split",
@@ -192,12 +188,8 @@ def prepare_vm(options: VmDemoOptions, echo: Echo) -> DemoSetup:
         dice=dice,
         bundle=bundle,
         policy=policy,
-        tvs_keys=[(tvs_private, tvs_public)],
-        client_private=client_private,
-        key_file=key_file,
+        keys=keys,
         secret=secret,
-        expected_fingerprint=expected,
-        secrets_file=secrets_file,
     )
 
 
@@ -217,19 +209,23 @@ def stage0_config(options: VmDemoOptions) -> VmConfig:
     )
 
 
-def stage0_values(options: VmDemoOptions, echo: Echo) -> Stage0Values:
+def stage0_values(options: VmDemoOptions, steps: Steps | Echo) -> Stage0Values:
     """Stage0's measurements of this guest, checked against the artifacts (``DemoError``)."""
-    config = stage0_config(options)
-    started = time.monotonic()
-    values = measure_with_stage0(config)
-    wrong = mismatches(values, kernel=config.kernel, initrd=config.initrd, cmdline=config.cmdline)
-    if wrong:
-        raise DemoError(f"stage0 measured other values than the artifacts give: {'; '.join(wrong)}")
-    echo(
-        f"[3/6] real stage0 ran in {time.monotonic() - started:.1f} s: kernel, setup data, initrd"
-        " and command line match the artifacts; ACPI"
-        f" {values.acpi_table_sha256[:16]}…, E820 {values.memory_map_sha256[:16]}… (this VMM)"
-    )
+    steps = vm_steps(steps)
+    with steps.step("real stage0: a stage0-only run of this guest's configuration"):
+        config = stage0_config(options)
+        values = measure_with_stage0(config)
+        wrong = mismatches(
+            values, kernel=config.kernel, initrd=config.initrd, cmdline=config.cmdline
+        )
+        if wrong:
+            raise DemoError(
+                f"stage0 measured other values than the artifacts give: {'; '.join(wrong)}"
+            )
+        steps.log(
+            "kernel, setup data, initrd and command line match the artifacts; ACPI"
+            f" {values.acpi_table_sha256[:16]}…, E820 {values.memory_map_sha256[:16]}… (this VMM)"
+        )
     return values
 
 
@@ -243,18 +239,19 @@ def make_vm_policy(
 def boot_and_wait(
     setup: DemoSetup,
     options: VmDemoOptions,
-    echo: Echo,
+    steps: Steps | Echo,
     *,
     policy: Path | None = None,
     console_log: Path | None = None,
 ) -> VmDemoResult:
     """Steps 5–6: TVS, launcher with QEMU, wait for the workload's keys or a refusal."""
+    steps = vm_steps(steps)
     console = console_log or setup.work / "console.log"
     expected = setup.expected_fingerprint
     key_lines: list[str] = []
     refused = False
     boot_to_keys: float | None = None
-    with processes() as running:
+    with processes() as running, steps.step("TVS, launcher and the guest"):
         start_tvs(setup, 0, running, policy=policy)
         launcher = start_launcher(
             setup,
@@ -276,17 +273,16 @@ def boot_and_wait(
             ],
         )
         started = time.monotonic()
-        echo(f"[5/6] TVS and launcher up; the guest is booting (console: {console})")
+        steps.log(f"TVS and launcher up; the guest is booting (console: {console})")
         seen = 0
         deadline = started + options.boot_timeout
-        while time.monotonic() < deadline and launcher.proc.poll() is None:
+        while time.monotonic() < deadline and launcher.running():
             lines = launcher.lines[seen:]
             seen += len(lines)
             for line in lines:
                 if line.startswith("vm:") or "oak-orchestrator" in line:
-                    echo(f"      {line}")
-                match = _KEY_LINE.search(line)
-                if match:
+                    steps.log(line)
+                if _KEY_LINE.search(line):
                     key_lines.append(line)
                     boot_to_keys = time.monotonic() - started
                 elif _FAILURE.search(line):
@@ -298,17 +294,15 @@ def boot_and_wait(
         launcher.stop(timeout=POWEROFF_TIMEOUT + 30.0)
         for line in launcher.lines[seen:]:
             if line.startswith("vm:"):
-                echo(f"      {line}")
+                steps.log(line)
     clean = any(line.startswith(("vm: powered off", "vm: stopped")) for line in launcher.lines)
     ok = any(f"key_id={KEY_ID}" in line and expected in line for line in key_lines)
-    echo(
-        "[6/6] "
-        + (
+    with steps.step("result"):
+        steps.log(
             f"the workload got key {KEY_ID} with the expected fingerprint"
             if ok
             else ("the orchestrator got no keys (refused)" if refused else "no keys")
         )
-    )
     return VmDemoResult(
         ok=ok,
         refused=refused,
@@ -321,9 +315,11 @@ def boot_and_wait(
     )
 
 
-def run_vm_demo(options: VmDemoOptions, echo: Echo) -> VmDemoResult:
-    setup = prepare_vm(options, echo)
-    result = boot_and_wait(setup, options, echo)
+def run_vm_demo(options: VmDemoOptions, steps: Steps | Echo) -> VmDemoResult:
+    """Run the VM demo; see the module docstring."""
+    steps = vm_steps(steps)
+    setup = prepare_vm(options, steps)
+    result = boot_and_wait(setup, options, steps)
     if not result.ok:
         raise DemoError(
             f"the workload did not print the expected key; see the console log {result.console_log}"

@@ -1,10 +1,10 @@
 """The sample workload as a self-contained runc bundle for the guest.
 
-The host demo runs ``hats/workload/get_keys.py`` with the host's Python
+The host demo runs ``hats/demo/workload/get_keys.py`` with the host's Python
 (the ``process`` runtime). In the guest the orchestrator runs it with runc,
 so its bundle carries its own root filesystem::
 
-    config.json                     the sample config (hats.orchestrator.sample_bundle),
+    config.json                     the sample config (hats.demo.sample_bundle),
                                     process.args = [/usr/bin/python3, get_keys.py]
     rootfs/app/get_keys.py
     rootfs/usr/bin/python3.11 …     Debian's Python from the base (hats.vm.pyruntime)
@@ -35,9 +35,9 @@ import json
 import stat
 from pathlib import Path
 
+from hats.demo.sample_bundle import DEFAULT_SCRIPT, SCRIPT_NAME, sample_config
 from hats.errors import HatsError
 from hats.fsio import atomic_output
-from hats.orchestrator.sample_bundle import DEFAULT_SCRIPT, SCRIPT_NAME, sample_config
 from hats.vm.pyruntime import python_runtime
 from hats.vm.tree import Tree
 
