@@ -10,6 +10,7 @@ kill) when it is stopped.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 import threading
@@ -20,6 +21,16 @@ from pathlib import Path
 from hats.pb.pcit.client import launcher_config_pb2
 from hats.transport import parse_address
 from hats.vm.assets import ensure_guest_assets
+from hats.vm.bridge import (
+    TapNic,
+    VirtualBridge,
+    check_host,
+    draw_tap,
+    guest_launcher_addr,
+    tap_nic,
+    virtual_bridge,
+    write_ifup_script,
+)
 from hats.vm.machine import Machine
 from hats.vm.qemu import (
     QEMU,
@@ -52,6 +63,8 @@ class VmOptions:
     """Oak's ``stage0_bin``, booted with ``-bios`` (needs QEMU >= 8)."""
     keep_workdir: bool = False
     """Keep the VM's ``/tmp/hats-vm-*`` directory (QMP socket, default console log) at exit."""
+    bridge: VirtualBridge | None = None
+    """``virtual_bridge``: a tap on this bridge (:mod:`hats.vm.bridge`) instead of SLIRP."""
 
 
 def options_from_config(
@@ -62,9 +75,9 @@ def options_from_config(
     Rules: ``num_cpus``, ``ram_size_kb``, ``ramdrive_size_kb`` and
     ``vmm_binary`` are taken when non-zero; ``inbound_only`` and
     ``inbound_and_outbound`` set the network mode and the host proxy port;
-    ``virtual_bridge`` (a TAP device) and ``CVMTYPE_SEVSNP`` are refused:
-    this launcher boots the insecure guest only. ``given`` values that are
-    not ``None`` win.
+    ``virtual_bridge`` sets the bridge (refused with the reference's texts when
+    a field is missing); ``CVMTYPE_SEVSNP`` is refused: this launcher boots the
+    insecure guest only. ``given`` values that are not ``None`` win.
     """
     values: dict[str, object] = {}
     if config is not None and config.HasField("cvm_config"):
@@ -81,10 +94,12 @@ def options_from_config(
             values["qemu"] = cvm.vmm_binary
         mode = cvm.network_config.WhichOneof("network_mode")
         if mode == "virtual_bridge":
-            raise QemuError(
-                "network_config virtual_bridge: not supported by --vmm qemu (SLIRP only)"
+            net = cvm.network_config.virtual_bridge
+            values["network_mode"] = mode
+            values["bridge"] = virtual_bridge(
+                net.virtual_bridge_device, net.cvm_ip_addr, net.cvm_gateway_addr
             )
-        if mode is not None:
+        elif mode is not None:
             values["network_mode"] = mode
             port = getattr(cvm.network_config, mode).host_enclave_app_proxy_port
             if port:
@@ -106,13 +121,44 @@ def relay_target(listen_address: str) -> str:
     return address.grpc_target()
 
 
+def check_listen(options: VmOptions, listen_address: str | None) -> None:
+    """Refuse (one line) a launcher address the guest cannot reach, before anything starts.
+
+    SLIRP: TCP or unix (:func:`relay_target`). ``virtual_bridge``: TCP on the
+    gateway or a wildcard address (:func:`hats.vm.bridge.guest_launcher_addr`);
+    the default private unix socket (``listen_address`` ``None``) is refused.
+    """
+    if options.bridge is None:
+        if listen_address is not None:
+            relay_target(listen_address)
+        return
+    guest_launcher_addr(listen_address or "unix:(private socket)", options.bridge)
+
+
+def _bridge_nic(options: VmOptions, listen_address: str, say: Say, work: Path) -> TapNic:
+    """Check the host, write the reference's ifup script into ``work``; the guest's NIC."""
+    assert options.bridge is not None
+    check_host(options.bridge)
+    script = write_ifup_script(work, options.bridge.device)
+    nic = tap_nic(options.bridge, draw_tap(secrets.randbelow), script, listen_address)
+    say(
+        f"vm: network: {nic.tap} (MAC {nic.mac}) on bridge {options.bridge.device}, guest"
+        f" ip={nic.ip}, launcher {nic.launcher_addr} over the bridge (no vsock)"
+    )
+    return nic
+
+
 def boot(options: VmOptions, listen_address: str, say: Say, work: Path | None = None) -> Machine:
     """Start the guest; the running :class:`Machine`.
 
-    ``work``: the VM's directory (QMP socket, default console log) [default: a new
-    ``/tmp/hats-vm-*``, the caller's to remove].
+    ``work``: the VM's directory (QMP socket, default console log, the bridge's
+    ifup script) [default: a new ``/tmp/hats-vm-*``, the caller's to remove].
     """
-    target = relay_target(listen_address)
+    if options.bridge is not None:
+        check_listen(options, listen_address)
+        target = listen_address  # unused: the guest dials the launcher over the bridge
+    else:
+        target = relay_target(listen_address)
     if options.kernel is not None and options.initrd is not None:
         kernel, initrd = options.kernel, options.initrd
     else:
@@ -129,6 +175,7 @@ def boot(options: VmOptions, listen_address: str, say: Say, work: Path | None = 
         work = Path(tempfile.mkdtemp(prefix="hats-vm-"))
     if console is None:
         console = work / "console.log"
+    nic = _bridge_nic(options, listen_address, say, work) if options.bridge is not None else None
     config = VmConfig(
         kernel=kernel,
         initrd=initrd,
@@ -145,6 +192,7 @@ def boot(options: VmOptions, listen_address: str, say: Say, work: Path | None = 
         debug=options.debug,
         qemu=options.qemu,
         bios=options.stage0,
+        nic=nic,
     )
     machine = Machine(config)
     machine.start()

@@ -25,7 +25,12 @@ differences for a host without SEV-SNP, vhost-vsock or working KVM)::
   data, initrd, command line, ACPI tables and E820 map and hands its DICE data
   to stage1 (``upstream-facts.md`` F11). Without it QEMU's own firmware loads
   the kernel and stage1 simulates stage0's DICE layer;
-* the launcher is reached through SLIRP's guest forward to ``10.0.2.100:8080``
+* ``virtual_bridge`` (:mod:`hats.vm.bridge`): ``-netdev tap,id=tap<R>,ifname=tap<R>,
+  script=<the reference's ifup script>`` and the reference's device string with
+  ``netdev=tap<R>,mac=d6:ef:77:16:a5:<XX>`` replace the user network; the
+  guest's ``ip=`` is ``CVM_IP::GATEWAY:255.255.255.0::enp0s1:off`` and it
+  reaches the launcher over the bridge at ``http://GATEWAY:PORT`` (no relay);
+* otherwise the launcher is reached through SLIRP's guest forward to ``10.0.2.100:8080``
   (Oak's own launcher does the same): the relay command connects each guest
   connection to the launcher's TCP or unix address. With vhost-vsock the
   ``vsock://2:<port>`` form of the reference can be used instead;
@@ -48,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hats.errors import HatsError
+from hats.vm.bridge import TapNic
 
 QEMU = "qemu-system-x86_64"
 GUEST_ADDRESS = "10.0.2.15"
@@ -58,7 +64,7 @@ VHOST_VSOCK = Path("/dev/vhost-vsock")
 KVM = Path("/dev/kvm")
 ACCELERATORS = ("auto", "kvm", "tcg")
 
-#: ``ip=`` by network mode (§3.5; ``virtual_bridge`` needs a TAP device, not supported here).
+#: ``ip=`` by SLIRP network mode (§3.5; ``virtual_bridge``'s comes from :mod:`hats.vm.bridge`).
 IP_CONFIG = {
     "inbound_only": f"{GUEST_ADDRESS}:::255.255.255.0::enp0s1:off",
     "inbound_and_outbound": f"{GUEST_ADDRESS}::10.0.2.2:255.255.255.0::enp0s1:off",
@@ -80,14 +86,25 @@ def kernel_cmdline(
     ramdrive_size_kb: int,
     network_mode: str = "inbound_only",
     debug: bool = False,
+    ip_config: str | None = None,
 ) -> str:
-    """The reference's ``-append`` string (§3.5): leading space, ``--`` then stage1's flag."""
-    if network_mode not in IP_CONFIG:
-        raise QemuError(f"network mode {network_mode!r}: expected one of {sorted(IP_CONFIG)}")
+    """The reference's ``-append`` string (§3.5): leading space, ``--`` then stage1's flag.
+
+    ``ip_config`` (the ``ip=`` value) is required for ``virtual_bridge`` and
+    taken from :data:`IP_CONFIG` for the SLIRP modes.
+    """
+    if network_mode == "virtual_bridge":
+        if ip_config is None:
+            raise QemuError("network mode 'virtual_bridge': no ip= value given")
+    elif network_mode in IP_CONFIG:
+        ip_config = IP_CONFIG[network_mode]
+    else:
+        modes = sorted([*IP_CONFIG, "virtual_bridge"])
+        raise QemuError(f"network mode {network_mode!r}: expected one of {modes}")
     prefix = "debug " if debug else ""
     return (
         f"{prefix} console=ttyS0 panic=-1 brd.rd_nr=1 brd.rd_size={ramdrive_size_kb}"
-        f" brd.max_part=1 ip={IP_CONFIG[network_mode]} quiet -- --launcher-addr={launcher_addr}"
+        f" brd.max_part=1 ip={ip_config} quiet -- --launcher-addr={launcher_addr}"
     )
 
 
@@ -113,9 +130,19 @@ class VmConfig:
     bios: Path | None = None
     machine: str = ""
     """QEMU's ``-machine`` [default: :func:`machine_type` of ``bios``]."""
+    nic: TapNic | None = None
+    """``virtual_bridge``: the guest's NIC on a tap (then ``launcher_target`` is unused)."""
 
     @property
     def cmdline(self) -> str:
+        if self.nic is not None:
+            return kernel_cmdline(
+                launcher_addr=self.nic.launcher_addr,
+                ramdrive_size_kb=self.ramdrive_size_kb,
+                network_mode="virtual_bridge",
+                debug=self.debug,
+                ip_config=self.nic.ip,
+            )
         return kernel_cmdline(
             launcher_addr=LAUNCHER_GUEST_ADDR,
             ramdrive_size_kb=self.ramdrive_size_kb,
@@ -148,11 +175,6 @@ def qemu_argv(config: VmConfig) -> list[str]:
         accel = ["-accel", "tcg", "-cpu", "max"]
     else:
         raise QemuError(f"accelerator {config.accel!r}: expected kvm or tcg")
-    netdev = "user,id=netdev"
-    if config.host_proxy_port is not None:
-        netdev += f",hostfwd=tcp:127.0.0.1:{config.host_proxy_port}-{GUEST_ADDRESS}:8080"
-    relay = relay_command(config.python, config.launcher_target)
-    netdev += f",guestfwd=tcp:{LAUNCHER_GUEST_HOST}:{LAUNCHER_GUEST_PORT}-cmd:{escape(relay)}"
     argv = [
         config.qemu,
         *accel,
@@ -166,10 +188,7 @@ def qemu_argv(config: VmConfig) -> list[str]:
         "-machine",
         config.machine or machine_type(config.bios),
         *(["-bios", str(config.bios)] if config.bios is not None else []),
-        "-netdev",
-        netdev,
-        "-device",
-        "virtio-net-pci,disable-legacy=on,iommu_platform=true,netdev=netdev,romfile=",
+        *network_args(config),
     ]
     if config.vsock_cid is not None:
         argv += ["-device", f"vhost-vsock-pci,guest-cid={config.vsock_cid},rombar=0"]
@@ -186,6 +205,19 @@ def qemu_argv(config: VmConfig) -> list[str]:
         f"unix:{escape(str(config.qmp_socket))},server=on,wait=off",
     ]
     return argv
+
+
+def network_args(config: VmConfig) -> list[str]:
+    """The NIC: on a tap joined to a bridge (``config.nic``), else SLIRP with the relay."""
+    if config.nic is not None:
+        return config.nic.qemu_args()
+    netdev = "user,id=netdev"
+    if config.host_proxy_port is not None:
+        netdev += f",hostfwd=tcp:127.0.0.1:{config.host_proxy_port}-{GUEST_ADDRESS}:8080"
+    relay = relay_command(config.python, config.launcher_target)
+    netdev += f",guestfwd=tcp:{LAUNCHER_GUEST_HOST}:{LAUNCHER_GUEST_PORT}-cmd:{escape(relay)}"
+    device = "virtio-net-pci,disable-legacy=on,iommu_platform=true,netdev=netdev,romfile="
+    return ["-netdev", netdev, "-device", device]
 
 
 def bare_argv(
