@@ -17,16 +17,16 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 @pytest.mark.parametrize("variant", REFERENCE_VARIANTS)
 def test_example_spec_matches_the_reference_variant(variant: str) -> None:
     options = load_spec(EXAMPLES / f"{variant}.toml")
-    assert options.secret_share_type == SHARE_TYPE[variant]
-    assert options.tvs_heartbeat_frequency == (1 if "heartbeat" in variant else None)
-    assert options.base is None and options.orchestrator is None  # default base, our agents
-    keys = options.tvs_keys.read_bytes()
+    assert options.keys.secret_share_type == SHARE_TYPE[variant]
+    assert options.agents.tvs_heartbeat_frequency == (1 if "heartbeat" in variant else None)
+    assert options.base is None and options.agents.orchestrator is None  # default base, agents
+    keys = options.keys.tvs_keys.read_bytes()
     reference = shared_data.TVS_KEYS / f"{variant}.txt"
     if reference.exists():
         assert keys == reference.read_bytes()
     assert (
-        len(parse_key_file(keys, str(options.tvs_keys)))
-        == {"no-split": 1, "xor": 2, "shamir": 3}[options.secret_share_type]
+        len(parse_key_file(keys, str(options.keys.tvs_keys)))
+        == {"no-split": 1, "xor": 2, "shamir": 3}[options.keys.secret_share_type]
     )
 
 

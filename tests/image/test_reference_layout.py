@@ -14,6 +14,7 @@ from image_support import REFERENCE_VARIANTS, SHARE_TYPE, Inputs
 from hats.image import units
 from hats.image.build import BuildOptions, build_image
 from hats.image.lint import ERROR_CODES
+from hats.image.settings import AgentInputs, KeyInputs, LintOptions, Outputs
 
 
 def build(
@@ -27,17 +28,17 @@ def build(
 ) -> tuple[Path, Path]:
     out = tmp / f"hats_system_image_{variant}.tar.xz"
     options = BuildOptions(
-        output=out,
-        tar_output=tmp / f"{variant}.tar",
+        keys=KeyInputs(tvs_keys=keys_dir / f"{variant}.txt", secret_share_type=SHARE_TYPE[variant]),
+        outputs=Outputs(image=out, tar=tmp / f"{variant}.tar"),
         base=base,
-        tvs_keys=keys_dir / f"{variant}.txt",
-        secret_share_type=SHARE_TYPE[variant],
-        orchestrator=inputs.orchestrator,
-        agent=inputs.agent,
-        syslogd=inputs.syslogd,
-        orchestrator_unit=units_dir / f"{variant}.oak-orchestrator.service",
-        syslogd_unit=units_dir / "oak-syslogd.service",
-        lint_allow=ERROR_CODES,
+        agents=AgentInputs(
+            orchestrator=inputs.orchestrator,
+            agent=inputs.agent,
+            syslogd=inputs.syslogd,
+            orchestrator_unit=units_dir / f"{variant}.oak-orchestrator.service",
+            syslogd_unit=units_dir / "oak-syslogd.service",
+        ),
+        lint=LintOptions(allow=ERROR_CODES),
         **extra,  # type: ignore[arg-type]
     )
     build_image(options)

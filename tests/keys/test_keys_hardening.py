@@ -155,9 +155,9 @@ def test_spec_allow_test_keys(tmp_path: Path) -> None:
     spec = tmp_path / "s.toml"
     head = 'tvs_keys = "k"\nsecret_share_type = "no-split"\n'
     spec.write_text(head)
-    assert load_spec(spec).allow_test_keys is False
+    assert load_spec(spec).lint.allow_test_keys is False
     spec.write_text(head + "allow_test_keys = true\n")
-    assert load_spec(spec).allow_test_keys is True
+    assert load_spec(spec).lint.allow_test_keys is True
     spec.write_text(head + 'allow_test_keys = "yes"\n')
     with pytest.raises(SpecError, match="allow_test_keys must be true or false"):
         load_spec(spec)
@@ -166,4 +166,4 @@ def test_spec_allow_test_keys(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["test_single", "test_xor_2", "test_shamir_2_of_3"])
 def test_the_reference_examples_say_they_use_test_keys(name: str) -> None:
     examples = Path(__file__).resolve().parents[2] / "examples"
-    assert load_spec(examples / f"{name}.toml").allow_test_keys is True
+    assert load_spec(examples / f"{name}.toml").lint.allow_test_keys is True

@@ -14,6 +14,7 @@ from hats.archive.tarstream import TarWriter
 from hats.image.build import BuildOptions, build_image, plan_layers
 from hats.image.cli import load_tree
 from hats.image.compose import compose
+from hats.image.settings import AgentInputs, KeyInputs, Outputs
 from hats.image.tree import EffectiveTree
 from hats.keys.keyfile import format_key_file
 from hats.keys.keygen import generate_key_pair
@@ -59,13 +60,14 @@ def _options(tmp: Path, base: Path, output: Path) -> BuildOptions:
         binaries[name] = tmp / name
         binaries[name].write_bytes(f"#!/bin/sh\necho {name}\n".encode())
     return BuildOptions(
-        output=output,
-        tvs_keys=keys,
-        secret_share_type="no-split",
+        keys=KeyInputs(tvs_keys=keys, secret_share_type="no-split"),
+        outputs=Outputs(image=output),
         base=base,
-        orchestrator=binaries["orchestrator"],
-        agent=binaries["agent"],
-        syslogd=binaries["syslogd"],
+        agents=AgentInputs(
+            orchestrator=binaries["orchestrator"],
+            agent=binaries["agent"],
+            syslogd=binaries["syslogd"],
+        ),
     )
 
 

@@ -45,6 +45,7 @@ from hats.image.layers import (
     user_layer,
 )
 from hats.image.lint import ERROR_CODES, KEY_FILE, WARNING_CODES, Finding, lint, share_type_of
+from hats.image.settings import BuildOptions, LayerSpec, settings_json
 from hats.image.sums import existing_sums_form, update_sums
 from hats.image.tree import EffectiveTree
 from hats.image.units import ORCHESTRATOR_UNIT
@@ -59,97 +60,6 @@ class BuildError(HatsError):
 
 class LintFailed(HatsError):
     """The composed image has lint errors that were not allowed."""
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """An extra user layer: ``source`` (file, directory or tar) to ``dest``."""
-
-    source: Path
-    dest: str = "/"
-    mode: int | None = None
-
-
-@dataclass
-class BuildOptions:
-    output: Path
-    tvs_keys: Path
-    secret_share_type: str
-    base: Path | None = None
-    tvs_heartbeat_frequency: int | None = None
-    orchestrator_flags: tuple[str, ...] = ()
-    orchestrator: Path | None = None
-    agent: Path | None = None
-    syslogd: Path | None = None
-    orchestrator_unit: Path | None = None
-    syslogd_unit: Path | None = None
-    layers: tuple[LayerSpec, ...] = ()
-    tar_output: Path | None = None
-    manifest: Path | None = None
-    sums: Path | None = None
-    # "reference" | "gnu"; None: the existing file's form, else reference.
-    sums_format: str | None = None
-    # sha256:HEX of the .tar.xz (docker build --iidfile).
-    digest_file: Path | None = None
-    # Error codes not to fail on; warning codes not to count.
-    lint_allow: tuple[str, ...] = ()
-    # Known test keys (private key public) in the key file: a lint warning, not an error.
-    allow_test_keys: bool = False
-    cache_dir: Path | None = None
-    # Multi-block xz (None: the reference single-block xz -T1 -6).
-    xz_block_size: int | None = None
-    jobs: int | None = None
-    block_cache: bool = True
-    block_cache_dir: Path | None = None
-    block_cache_max_size: int | None = None
-
-
-def _path(value: Path | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def settings_json(options: BuildOptions) -> dict[str, object]:
-    """The settings a build uses (spec and command line merged), as JSON."""
-    return {
-        "output": None if options.output == Path() else str(options.output),
-        "tvs_keys": str(options.tvs_keys),
-        "secret_share_type": options.secret_share_type,
-        "base": _path(options.base),
-        "tvs_heartbeat_frequency": options.tvs_heartbeat_frequency,
-        "orchestrator_flags": list(options.orchestrator_flags),
-        "allow_test_keys": options.allow_test_keys,
-        "binaries": {
-            "orchestrator": _path(options.orchestrator),
-            "agent": _path(options.agent),
-            "syslogd": _path(options.syslogd),
-        },
-        "units": {
-            "orchestrator": _path(options.orchestrator_unit),
-            "syslogd": _path(options.syslogd_unit),
-        },
-        "layers": [
-            {
-                "source": str(layer.source),
-                "destination": layer.dest,
-                "mode": None if layer.mode is None else f"{layer.mode:04o}",
-            }
-            for layer in options.layers
-        ],
-        "outputs": {
-            "tar": _path(options.tar_output),
-            "manifest": _path(options.manifest),
-            "sums": _path(options.sums),
-            "sums_format": options.sums_format,
-            "digest_file": _path(options.digest_file),
-        },
-        "lint": {"allow": list(options.lint_allow)},
-        "xz": {
-            "block_size": options.xz_block_size,
-            "jobs": options.jobs,
-            "block_cache": options.block_cache if options.xz_block_size else None,
-        },
-        "cache_dir": _path(options.cache_dir),
-    }
 
 
 @dataclass
@@ -235,10 +145,11 @@ class BuildResult:
 
 
 def _check_inputs(options: BuildOptions) -> None:
-    given = [options.orchestrator, options.agent, options.syslogd]
+    agents = options.agents
+    given = [agents.orchestrator, agents.agent, agents.syslogd]
     if any(given) and not all(given):
         raise BuildError("give all three binaries (--orchestrator, --agent, --syslogd) or none")
-    unknown = sorted(set(options.lint_allow) - set(ERROR_CODES) - set(WARNING_CODES))
+    unknown = sorted(set(options.lint.allow) - set(ERROR_CODES) - set(WARNING_CODES))
     if unknown:
         raise BuildError(
             f"unknown lint code {unknown[0]!r} to allow; codes: "
@@ -250,37 +161,25 @@ def _check_inputs(options: BuildOptions) -> None:
                 f"--layer {layer.source}:{layer.dest}: the destination must be an absolute "
                 f"path (e.g. {layer.source}:/{layer.dest})"
             )
-    if options.output != Path():
-        if not options.output.name.endswith(".xz"):
-            raise BuildError(
-                f"{options.output}: the output must be an .xz file (e.g. image.tar.xz)"
-            )
-        if options.output.exists() and options.output.is_dir():
-            raise BuildError(f"{options.output}: is a directory")
-    for path in _outputs(options):
+    outputs, compression = options.outputs, options.compression
+    if outputs.image is not None:
+        if not outputs.image.name.endswith(".xz"):
+            raise BuildError(f"{outputs.image}: the output must be an .xz file (e.g. image.tar.xz)")
+        if outputs.image.exists() and outputs.image.is_dir():
+            raise BuildError(f"{outputs.image}: is a directory")
+    for path in outputs.paths():
         _check_output_dir(path)
-    if options.sums is not None and options.sums_format is not None:
-        existing = existing_sums_form(options.sums)
-        if existing is not None and existing != options.sums_format:
+    if outputs.sums is not None and outputs.sums_format is not None:
+        existing = existing_sums_form(outputs.sums)
+        if existing is not None and existing != outputs.sums_format:
             raise BuildError(
-                f"{options.sums}: holds {existing} lines; not adding a {options.sums_format} "
+                f"{outputs.sums}: holds {existing} lines; not adding a {outputs.sums_format} "
                 f"line (--sums-format {existing})"
             )
-    if options.xz_block_size is not None:
-        check_block_size(options.xz_block_size)
-    if options.jobs is not None and options.jobs < 1:
-        raise BuildError(f"--jobs: {options.jobs} is not a number of workers (1 or more)")
-
-
-def _outputs(options: BuildOptions) -> list[Path]:
-    given = (
-        None if options.output == Path() else options.output,
-        options.tar_output,
-        options.manifest,
-        options.sums,
-        options.digest_file,
-    )
-    return [path for path in given if path is not None]
+    if compression.xz_block_size is not None:
+        check_block_size(compression.xz_block_size)
+    if compression.jobs is not None and compression.jobs < 1:
+        raise BuildError(f"--jobs: {compression.jobs} is not a number of workers (1 or more)")
 
 
 def _check_output_dir(path: Path) -> None:
@@ -295,7 +194,7 @@ def _check_output_dir(path: Path) -> None:
 
 
 def _make_output_dirs(options: BuildOptions) -> None:
-    for path in _outputs(options):
+    for path in options.outputs.paths():
         if not path.parent.exists():
             try:
                 path.parent.mkdir(parents=True)
@@ -305,12 +204,12 @@ def _make_output_dirs(options: BuildOptions) -> None:
 
 def _keys_content(options: BuildOptions) -> Content:
     try:
-        data = options.tvs_keys.read_bytes()
+        data = options.keys.tvs_keys.read_bytes()
     except FileNotFoundError:
-        raise BuildError(f"{options.tvs_keys}: no such key file") from None
+        raise BuildError(f"{options.keys.tvs_keys}: no such key file") from None
     except OSError as exc:
-        raise BuildError(f"{options.tvs_keys}: cannot read: {exc.strerror}") from None
-    parse_key_file(data, str(options.tvs_keys))
+        raise BuildError(f"{options.keys.tvs_keys}: cannot read: {exc.strerror}") from None
+    parse_key_file(data, str(options.keys.tvs_keys))
     return Content(data=data)
 
 
@@ -340,14 +239,17 @@ def plan_layers(
     """The image's layers in order, and a description of the base."""
     _check_inputs(options)
     keys = _keys_content(options)
+    agents = options.agents
     orchestrator_unit = _unit(
-        options.orchestrator_unit,
+        agents.orchestrator_unit,
         lambda: units.render_orchestrator_unit(
-            options.secret_share_type, options.tvs_heartbeat_frequency, options.orchestrator_flags
+            options.keys.secret_share_type,
+            agents.tvs_heartbeat_frequency,
+            agents.orchestrator_flags,
         ),
     )
-    syslogd_unit = _unit(options.syslogd_unit, units.render_syslogd_unit)
-    use_agents = options.orchestrator is None
+    syslogd_unit = _unit(agents.syslogd_unit, units.render_syslogd_unit)
+    use_agents = agents.orchestrator is None
     with contextlib.ExitStack() as stack:
         extra: list[Layer] = []
         if use_agents:
@@ -364,11 +266,11 @@ def plan_layers(
             }
             extra.append(user_layer(AGENTS_LAYER, tree.site_dir, "/usr/lib/hats/python", None))
         else:
-            assert options.orchestrator and options.agent and options.syslogd
+            assert agents.orchestrator and agents.agent and agents.syslogd
             binaries = {
-                "orchestrator": Content.of_file(options.orchestrator),
-                "agent": Content.of_file(options.agent),
-                "syslogd": Content.of_file(options.syslogd),
+                "orchestrator": Content.of_file(agents.orchestrator),
+                "agent": Content.of_file(agents.agent),
+                "syslogd": Content.of_file(agents.syslogd),
             }
         if options.base is None:
             base_path = _default_base(options, use_agents, progress)
@@ -435,17 +337,18 @@ def lint_gate(options: BuildOptions, tree: EffectiveTree) -> list[Finding]:
 
     Warnings whose code is in ``lint_allow`` are dropped from the result.
     """
-    findings = lint(tree, allow_test_keys=options.allow_test_keys)
-    fatal = [f for f in findings if f.severity == "error" and f.code not in options.lint_allow]
+    allowed = options.lint.allow
+    findings = lint(tree, allow_test_keys=options.lint.allow_test_keys)
+    fatal = [f for f in findings if f.severity == "error" and f.code not in allowed]
     if fatal:
         first = fatal[0]
         more = f" (and {len(fatal) - 1} more)" if len(fatal) > 1 else ""
-        target = options.output if options.output != Path() else "image"
+        target = options.outputs.image or "image"
         raise LintFailed(
             f"{target}: not written: {first.path}: {first.message} "
             f"[{first.code}]{more}; --lint-allow {first.code} accepts it"
         )
-    return [f for f in findings if f.severity == "error" or f.code not in options.lint_allow]
+    return [f for f in findings if f.severity == "error" or f.code not in allowed]
 
 
 def _plan(
@@ -468,7 +371,7 @@ def _plan(
         findings=findings,
         keys=keys,
         share_type=share,
-        outputs=_outputs(options),
+        outputs=options.outputs.paths(),
     )
 
 
@@ -485,12 +388,13 @@ def _nullcontext() -> contextlib.AbstractContextManager[BinaryIO | None]:
 
 
 def _block_cache(options: BuildOptions) -> BlockCache | None:
-    if options.xz_block_size is None or not options.block_cache:
+    compression = options.compression
+    if compression.xz_block_size is None or not compression.block_cache:
         return None
-    root = options.block_cache_dir or default_block_cache_dir(options.cache_dir)
-    if options.block_cache_max_size is None:
+    root = compression.block_cache_dir or default_block_cache_dir(options.cache_dir)
+    if compression.block_cache_max_size is None:
         return BlockCache(root)
-    return BlockCache(root, options.block_cache_max_size)
+    return BlockCache(root, compression.block_cache_max_size)
 
 
 def _sink(
@@ -500,10 +404,11 @@ def _sink(
     on_bytes: Callable[[int], None] | None,
     cache: BlockCache | None,
 ) -> XzSink | ParallelXzSink:
-    if options.xz_block_size is None:
+    compression = options.compression
+    if compression.xz_block_size is None:
         return XzSink(xz_file, tar_file, on_bytes)
     return ParallelXzSink(
-        xz_file, options.xz_block_size, options.jobs, tar_file, on_bytes, cache=cache
+        xz_file, compression.xz_block_size, compression.jobs, tar_file, on_bytes, cache=cache
     )
 
 
@@ -518,14 +423,18 @@ def build_image(
     ``on_plan`` gets the plan (its ``tar_size`` is the total ``on_bytes`` counts
     to) before compression starts.
     """
+    outputs = options.outputs
+    image = outputs.image
+    if image is None:
+        raise BuildError("no output: give -o OUT.tar.xz (or output in the spec)")
     with plan_layers(options, progress) as (layers, base_label):
         plan = _plan(options, layers, base_label, progress)
         if on_plan is not None:
             on_plan(plan)
         _make_output_dirs(options)
         cache = _block_cache(options)
-        tar_ctx = atomic_output(options.tar_output) if options.tar_output else _nullcontext()
-        with atomic_output(options.output) as xz_file, tar_ctx as tar_file:
+        tar_ctx = atomic_output(outputs.tar) if outputs.tar else _nullcontext()
+        with atomic_output(image) as xz_file, tar_ctx as tar_file:
             sink = _sink(options, xz_file, tar_file, on_bytes, cache)
             try:
                 tree = compose(
@@ -539,7 +448,7 @@ def build_image(
                 _report_blocks(sink.stats, cache, progress)
             findings = lint_gate(options, tree)  # the safety net: same tree as the plan's
     result = BuildResult(
-        path=options.output,
+        path=image,
         sha256=sink.xz_sha256.hexdigest(),
         size=sink.xz_size,
         tar_sha256=sink.tar_sha256.hexdigest(),
@@ -548,25 +457,23 @@ def build_image(
         findings=findings,
         layers=[layer.name for layer in layers],
         base=base_label,
-        tar_path=options.tar_output,
-        xz_block_size=options.xz_block_size,
+        tar_path=outputs.tar,
+        xz_block_size=options.compression.xz_block_size,
         xz_stats=sink.stats if isinstance(sink, ParallelXzSink) else None,
     )
-    if options.manifest is not None:
-        write_bytes_atomic(options.manifest, manifest_json(result).encode())
-        result.manifest_path = options.manifest
-    if options.sums is not None:
-        form = options.sums_format or existing_sums_form(options.sums) or "reference"
+    if outputs.manifest is not None:
+        write_bytes_atomic(outputs.manifest, manifest_json(result).encode())
+        result.manifest_path = outputs.manifest
+    if outputs.sums is not None:
+        form = outputs.sums_format or existing_sums_form(outputs.sums) or "reference"
         name = (
-            sums_name(options.output)
-            if form == "reference"
-            else os.path.relpath(options.output, options.sums.parent)
+            sums_name(image) if form == "reference" else os.path.relpath(image, outputs.sums.parent)
         )
-        update_sums(options.sums, name, result.sha256, form)
-        result.sums_path = options.sums
-    if options.digest_file is not None:
-        write_bytes_atomic(options.digest_file, f"sha256:{result.sha256}".encode())
-        result.digest_file_path = options.digest_file
+        update_sums(outputs.sums, name, result.sha256, form)
+        result.sums_path = outputs.sums
+    if outputs.digest_file is not None:
+        write_bytes_atomic(outputs.digest_file, f"sha256:{result.sha256}".encode())
+        result.digest_file_path = outputs.digest_file
     return result
 
 

@@ -1,7 +1,9 @@
 """``hats image``: build, inspect, diff, verify and lint system images.
 
-A thin shell: options are parsed into :class:`~hats.image.build.BuildOptions`
-or passed to the pure readers; everything else lives in the modules.
+A thin shell: ``build``'s options are generated from the settings table
+(:mod:`hats.image.settings`) and become :class:`~hats.image.settings.BuildOptions`;
+``diff``'s differences come from :mod:`hats.image.diff`; the other commands call
+the pure readers and only format their results.
 With ``--json`` stdout holds one JSON document and nothing else (logs go to
 stderr). ``diff`` and ``verify`` exit 0 (same / matches), 1 (differs / does
 not match) or 2 (error).
@@ -12,36 +14,38 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from hats.archive.blockcache import DEFAULT_MAX_SIZE
 from hats.archive.compress import open_decompressed
 from hats.archive.tarstream import TarReader
-from hats.archive.xzparallel import RECOMMENDED_BLOCK_SIZE, check_block_size, parse_size
 from hats.errors import HatsError
 from hats.image.compose import read_tree
 from hats.image.lint import Finding, lint
-from hats.image.spec import SpecError, parse_mode
+from hats.image.settings import (
+    SETTINGS,
+    SettingsConflict,
+    SpecError,
+    given_from_cli,
+    options_from_settings,
+    settings_json,
+)
 from hats.image.sums import (
-    SUMS_FORMATS,
     check_digest,
     file_sha256,
     parse_sums_lines,
     policy_image_digests,
 )
 from hats.image.tree import EffectiveTree, Entry, normalize
-from hats.image.units import SHARE_TYPES
 from hats.textsafe import printable
 
 if TYPE_CHECKING:  # imported where used: `hats image --help` does not load the builder or rich
-    from hats.image.build import BuildOptions, BuildPlan, LayerSpec
+    from hats.image.build import BuildPlan
 
 PathArg = click.Path(path_type=Path)
 ExistingFile = click.Path(path_type=Path, exists=False, dir_okay=False)
@@ -65,26 +69,6 @@ def _errors_exit_2() -> Iterator[None]:
     except HatsError as exc:
         exc.exit_code = 2
         raise
-
-
-def _parse_layer(value: str) -> LayerSpec:
-    """``SOURCE[:/DEST[:MODE]]`` (DEST defaults to ``/``; a path that exists is a SOURCE)."""
-    from hats.image.build import LayerSpec
-
-    if ":" not in value or Path(value).exists():
-        return LayerSpec(source=Path(value))
-    parts = value.split(":")
-    mode: int | None = None
-    if len(parts) >= 3 and re.fullmatch(r"[0-7]{3,4}", parts[-1]):
-        mode = parse_mode(parts.pop(), f"--layer {value}")
-    dest = parts.pop()
-    source = ":".join(parts)
-    if not dest.startswith("/"):
-        raise click.BadParameter(
-            f"{value!r}: the destination {dest!r} must be an absolute path (e.g. {source}:/{dest})",
-            param_hint="--layer",
-        )
-    return LayerSpec(source=Path(source), dest=dest, mode=mode)
 
 
 class _Reporter:
@@ -172,123 +156,32 @@ def _warning_summary(findings: list[Finding]) -> str | None:
     )
 
 
-_SPEC_HELP = (
-    "Give the options, or a TOML SPEC file holding them (every key: docs/SPEC.md "
-    "in the hats sources); options given with a SPEC override it, list options "
-    "(--layer, --orchestrator-flag, --lint-allow) add to its lists."
-)
+def _setting_options(command: Callable[..., None]) -> Callable[..., None]:
+    """One click option per row of :data:`hats.image.settings.SETTINGS`, in its order."""
+    types: dict[str, Any] = {"path": PathArg, "str": None, "int": int}
+    for setting in reversed(SETTINGS):
+        extra: dict[str, Any] = {}
+        if setting.kind == "flag":
+            extra["is_flag"] = True
+        elif setting.kind == "choice":
+            extra["type"] = click.Choice(setting.choices, case_sensitive=True)
+        elif types[setting.kind] is not None:
+            extra["type"] = types[setting.kind]
+        if setting.metavar is not None:
+            extra["metavar"] = setting.metavar
+        command = click.option(
+            *setting.flags,
+            setting.name,
+            multiple=setting.multiple,
+            help=setting.help,
+            **extra,
+        )(command)
+    return command
 
 
 @image_group.command("build", epilog="Spec file format: docs/SPEC.md")
 @click.argument("spec", required=False, type=PathArg)
-@click.option(
-    "--base",
-    type=PathArg,
-    help="Base root: tar, tar.gz/xz/zst or directory [default: the cached default base of"
-    " `hats base build`, with python3 when no binaries are given].",
-)
-@click.option(
-    "--tvs-keys",
-    type=PathArg,
-    help="tvs_public_keys.txt to put in /hats/; required, here or in the spec.",
-)
-@click.option(
-    "--secret-share-type",
-    type=click.Choice(SHARE_TYPES, case_sensitive=True),
-    help="How the orchestrator splits the secret across the TVSes (the unit's"
-    " --secret-share-type); required, here or in the spec.",
-)
-@click.option(
-    "--tvs-heartbeat-frequency",
-    type=int,
-    help="Seconds between TVS heartbeats [default: the orchestrator's, 3600].",
-)
-@click.option("--orchestrator-flag", multiple=True, help="Extra orchestrator flag (repeat).")
-@click.option(
-    "--orchestrator",
-    type=PathArg,
-    help="orchestrator_main binary [default: this package's agents, all three].",
-)
-@click.option(
-    "--agent", type=PathArg, help="oak_containers_agent binary [default: this package's]."
-)
-@click.option(
-    "--syslogd", type=PathArg, help="oak_containers_syslogd binary [default: this package's]."
-)
-@click.option(
-    "--orchestrator-unit",
-    type=PathArg,
-    help="Use this unit file verbatim [default: rendered from the options].",
-)
-@click.option(
-    "--syslogd-unit",
-    type=PathArg,
-    help="Use this unit file verbatim [default: rendered from the options].",
-)
-@click.option(
-    "--layer",
-    multiple=True,
-    metavar="SOURCE[:/DEST[:MODE]]",
-    help="Extra layer (repeat); DEST must be absolute, default /.",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=PathArg,
-    help="Output .tar.xz (directories are created); required, here or in the spec.",
-)
-@click.option("--tar", "tar_output", type=PathArg, help="Also write the uncompressed tar.")
-@click.option("--manifest", type=PathArg, help="Write a JSON manifest of every path.")
-@click.option("--sums", type=PathArg, help="Add/replace this image's line in SHA256SUMS.")
-@click.option(
-    "--sums-format",
-    type=click.Choice(SUMS_FORMATS),
-    help="SHA256SUMS form: reference '<hex> <name>' or gnu '<hex>  <file>' (sha256sum -c) "
-    "[default: the file's form, else reference].",
-)
-@click.option(
-    "--digest-file",
-    type=PathArg,
-    help="Write the image digest here as sha256:HEX (like docker --iidfile).",
-)
-@click.option(
-    "--lint-allow",
-    multiple=True,
-    help="Lint error code not to fail on, or warning code not to report (repeat).",
-)
-@click.option(
-    "--allow-test-keys",
-    is_flag=True,
-    help="Accept keys whose private key is public (the reference's test keys 1*G...): "
-    "test images only; anyone can act as such a TVS.",
-)
-@click.option(
-    "--cache-dir",
-    type=PathArg,
-    help="Cache for the default base and agents [default: $HATS_CACHE_DIR or ~/.cache/hats].",
-)
-@click.option(
-    "--xz-block-size",
-    metavar="SIZE",
-    help="Write multi-block xz (bytes of `xz -T2 --block-size=SIZE -6`), compressed in "
-    f"parallel; e.g. {RECOMMENDED_BLOCK_SIZE >> 20}MiB (recommended). Default: the "
-    "reference `xz -T1 -6`.",
-)
-@click.option(
-    "-j", "--jobs", type=int, help="Compression workers with --xz-block-size [default: CPUs]."
-)
-@click.option(
-    "--block-cache",
-    "block_cache_dir",
-    type=PathArg,
-    help="Cache of compressed blocks for --xz-block-size [default: CACHE_DIR/xz-blocks].",
-)
-@click.option("--no-block-cache", is_flag=True, help="Compress every block, cache nothing.")
-@click.option(
-    "--block-cache-max-size",
-    metavar="SIZE",
-    help=f"Evict least recently used blocks above this [default: {DEFAULT_MAX_SIZE >> 30}GiB].",
-)
+@_setting_options
 @click.option(
     "--check",
     is_flag=True,
@@ -302,35 +195,7 @@ _SPEC_HELP = (
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def build_command(
-    spec: Path | None,
-    base: Path | None,
-    tvs_keys: Path | None,
-    secret_share_type: str | None,
-    tvs_heartbeat_frequency: int | None,
-    orchestrator_flag: tuple[str, ...],
-    orchestrator: Path | None,
-    agent: Path | None,
-    syslogd: Path | None,
-    orchestrator_unit: Path | None,
-    syslogd_unit: Path | None,
-    layer: tuple[str, ...],
-    output: Path | None,
-    tar_output: Path | None,
-    manifest: Path | None,
-    sums: Path | None,
-    sums_format: str | None,
-    digest_file: Path | None,
-    lint_allow: tuple[str, ...],
-    allow_test_keys: bool,
-    cache_dir: Path | None,
-    xz_block_size: str | None,
-    jobs: int | None,
-    block_cache_dir: Path | None,
-    no_block_cache: bool,
-    block_cache_max_size: str | None,
-    check: bool,
-    as_json: bool,
-    quiet: bool,
+    spec: Path | None, check: bool, as_json: bool, quiet: bool, **options: Any
 ) -> None:
     """Compose a HATs system image (reference layout, xz -T1 -6 bytes).
 
@@ -350,40 +215,20 @@ def build_command(
           --orchestrator BIN --agent BIN --syslogd BIN -o out/image.tar.xz --check
     """
     from hats.fsio import unwind_on_signals
-    from hats.image.build import build_image, check_build, settings_json
-    from hats.image.spec import merge_settings, options_from_settings, read_spec
+    from hats.image.build import build_image, check_build
+    from hats.image.spec import merge_settings, read_spec
 
-    given: dict[str, Any] = {
-        "base": base,
-        "tvs_keys": tvs_keys,
-        "secret_share_type": secret_share_type,
-        "tvs_heartbeat_frequency": tvs_heartbeat_frequency,
-        "orchestrator_flags": orchestrator_flag,
-        "orchestrator": orchestrator,
-        "agent": agent,
-        "syslogd": syslogd,
-        "orchestrator_unit": orchestrator_unit,
-        "syslogd_unit": syslogd_unit,
-        "layers": tuple(_parse_layer(v) for v in layer),
-        "lint_allow": lint_allow,
-        "output": output,
-        "tar_output": tar_output,
-        "manifest": manifest,
-        "sums": sums,
-        "sums_format": sums_format,
-        "digest_file": digest_file,
-        "allow_test_keys": allow_test_keys or None,
-        "cache_dir": cache_dir,
-    }
-    given = {k: v for k, v in given.items() if v not in (None, ())}
-    settings = merge_settings(read_spec(spec), given) if spec is not None else given
-    if settings.get("tvs_keys") is None or settings.get("secret_share_type") is None:
-        raise click.UsageError(
-            "--tvs-keys and --secret-share-type are required (or tvs_keys and "
-            "secret_share_type in a SPEC)"
-        )
-    build = options_from_settings(settings, str(spec) if spec else "options")
-    _xz_options(build, xz_block_size, jobs, block_cache_dir, no_block_cache, block_cache_max_size)
+    try:
+        given = given_from_cli(options)
+        settings = merge_settings(read_spec(spec), given) if spec is not None else given
+        if settings.get("tvs_keys") is None or settings.get("secret_share_type") is None:
+            raise click.UsageError(
+                "--tvs-keys and --secret-share-type are required (or tvs_keys and "
+                "secret_share_type in a SPEC)"
+            )
+        build = options_from_settings(settings, str(spec) if spec else "options")
+    except SettingsConflict as exc:
+        raise click.UsageError(str(exc)) from None
     reporter = _Reporter(quiet)
     if check:
         with unwind_on_signals():
@@ -391,9 +236,9 @@ def build_command(
         if as_json:
             _emit_json({"check": True, "settings": settings_json(build), "plan": plan.to_json()})
         else:
-            _print_plan(plan, build.output)
+            _print_plan(plan)
         return
-    if build.output == Path():
+    if build.outputs.image is None:
         raise click.UsageError("no output: give -o OUT.tar.xz (or output in the spec)")
     with unwind_on_signals(), reporter.running():
         result = build_image(
@@ -414,7 +259,7 @@ def build_command(
         click.echo(f"{result.sha256}  {result.path}")
 
 
-def _print_plan(plan: BuildPlan, output: Path) -> None:
+def _print_plan(plan: BuildPlan) -> None:
     from hats.image.progress import human_size
 
     click.echo(printable(f"base: {plan.base}"))
@@ -438,40 +283,6 @@ def _print_plan(plan: BuildPlan, output: Path) -> None:
     else:
         click.echo("would write: nothing (no -o given)")
     click.echo("OK: every check passed; nothing written, nothing compressed (--check)")
-
-
-def _xz_options(
-    build: BuildOptions,
-    block_size: str | None,
-    jobs: int | None,
-    cache_dir: Path | None,
-    no_cache: bool,
-    max_size: str | None,
-) -> None:
-    if block_size is not None:
-        build.xz_block_size = check_block_size(parse_size(block_size, "--xz-block-size"))
-    if build.xz_block_size is None:
-        given = {
-            "--jobs": jobs,
-            "--block-cache": cache_dir,
-            "--no-block-cache": no_cache or None,
-            "--block-cache-max-size": max_size,
-        }
-        for flag, value in given.items():
-            if value is not None:
-                raise click.UsageError(
-                    f"{flag} needs --xz-block-size (the reference xz -T1 is one block, one thread)"
-                )
-        return
-    if no_cache and (cache_dir is not None or max_size is not None):
-        raise click.UsageError("--no-block-cache cannot be combined with other block cache options")
-    if jobs is not None and jobs < 1:
-        raise click.UsageError(f"--jobs: {jobs} is not a number of workers (1 or more)")
-    build.jobs = jobs
-    build.block_cache = not no_cache
-    build.block_cache_dir = cache_dir
-    if max_size is not None:
-        build.block_cache_max_size = parse_size(max_size, "--block-cache-max-size")
 
 
 def load_tree(image: Path) -> EffectiveTree:
