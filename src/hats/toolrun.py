@@ -181,7 +181,7 @@ def _streamed(
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     try:
         for raw in proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip()
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
             tail.append(line)
             on_stderr(line)
     except BaseException:

@@ -31,10 +31,12 @@ from hats.base.mmdebstrap import (
     run,
 )
 from hats.base.tarnorm import TarNormaliseError, normalise, relpath
+from hats.console import Steps, as_steps
 from hats.errors import HatsError
 from hats.fsio import atomic_output, check_parent_dirs, make_parent_dirs, write_bytes_atomic
 
-Progress = Callable[[str], None]
+Progress = Callable[[str], None] | Steps
+"""A :class:`hats.console.Steps` (numbered steps), or a plain line callback."""
 
 _CHUNK = 1 << 20
 
@@ -130,9 +132,7 @@ def check_base_tar(path: Path) -> tuple[tuple[str, ...], list[str]]:
     return installed_packages(status), problems
 
 
-def _build_into_cache(
-    cache: BaseCache, spec: BuildSpec, key: str, progress: Progress | None
-) -> CachedBase:
+def _build_into_cache(cache: BaseCache, spec: BuildSpec, key: str, steps: Steps) -> CachedBase:
     """Run mmdebstrap, normalise, verify and publish into the cache (lock held)."""
     executable = find_mmdebstrap()
     for stale in cache.tmp.glob("build-*"):
@@ -149,19 +149,18 @@ def _build_into_cache(
             apt_archives=cache.apt_archives,
             apt_lists=cache.apt_lists,
         )
-        if progress is not None:
-            progress(f"running mmdebstrap ({recipe.SUITE}, {recipe.VARIANT}); log: {log}")
-        run(argv, log_path=log, progress=progress)
-        if progress is not None:
-            progress("normalising the tarball")
+        with steps.step(f"running mmdebstrap ({recipe.SUITE}, {recipe.VARIANT})"):
+            steps.log(f"log: {log}")
+            run(argv, log_path=log, progress=steps.log)
         built = workdir / "base.tar"
-        try:
-            with open(built, "wb") as handle:
-                result = normalise(
-                    raw, handle, empty_dirs=recipe.OUTPUT_EMPTY_DIRS, progress=progress
-                )
-        except (TarNormaliseError, tarfile.TarError) as exc:
-            raise BaseBuildError(f"{raw}: cannot normalise mmdebstrap output: {exc}") from None
+        with steps.step("normalising the tarball"):
+            try:
+                with open(built, "wb") as handle:
+                    result = normalise(
+                        raw, handle, empty_dirs=recipe.OUTPUT_EMPTY_DIRS, progress=steps.log
+                    )
+            except (TarNormaliseError, tarfile.TarError) as exc:
+                raise BaseBuildError(f"{raw}: cannot normalise mmdebstrap output: {exc}") from None
         raw.unlink()
         packages, problems = check_base_tar(built)
         if problems:
@@ -196,10 +195,8 @@ def _build_into_cache(
                 with contextlib.suppress(OSError):
                     old.unlink()
         for removed in cache.prune(spec):
-            if progress is not None:
-                progress(f"removed old cache entry {removed}")
-        if progress is not None:
-            progress(f"built {final} ({result.size} bytes, {len(packages)} packages)")
+            steps.log(f"removed old cache entry {removed}")
+        steps.log(f"built {final} ({result.size} bytes, {len(packages)} packages)")
         return CachedBase(final, result.sha256, result.size, packages_sha256, packages)
     except OSError as exc:
         where = exc.filename or cache.root
@@ -209,7 +206,7 @@ def _build_into_cache(
 
 
 def _cached_or_build(
-    spec: BuildSpec, cache_dir: Path | None, rebuild: bool, progress: Progress | None
+    spec: BuildSpec, cache_dir: Path | None, rebuild: bool, steps: Steps
 ) -> tuple[CachedBase, str, bool]:
     cache = BaseCache.at(cache_dir)
     key = recipe_key(spec)
@@ -219,16 +216,19 @@ def _cached_or_build(
         found = None if rebuild else cache.lookup(spec)
         if found is not None:
             return found, key, True
-        return _build_into_cache(cache, spec, key, progress), key, False
+        return _build_into_cache(cache, spec, key, steps), key, False
 
 
-def _export(source: CachedBase, out: Path, kind: str, progress: Progress | None) -> tuple[str, int]:
+def _export(source: CachedBase, out: Path, kind: str, steps: Steps) -> tuple[str, int]:
     """Copy (``tar``) or xz-compress (``tar.xz``) the cached tarball to ``out``."""
+    verb = "compressing" if kind == "tar.xz" else "copying"
+    with steps.step(f"{verb} {source.path} to {out}"):
+        return _copy_out(source, out, kind)
+
+
+def _copy_out(source: CachedBase, out: Path, kind: str) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
-    if progress is not None:
-        verb = "compressing" if kind == "tar.xz" else "copying"
-        progress(f"{verb} {source.path} to {out}")
     make_parent_dirs(out)  # as every -o: missing directories are created
     if kind == "tar.xz":
         with atomic_output(out) as dst:
@@ -257,13 +257,16 @@ def build_base(
     (preset 6, CRC64, single stream, like ``xz -T1``); ``None`` leaves it in the
     cache (``BaseResult.path`` is then the cached file). The package manifest is
     written next to the output as ``<out>.packages.txt``. ``rebuild`` ignores
-    a cached base (the apt package cache is still used).
+    a cached base (the apt package cache is still used). ``progress``: the
+    caller's :class:`hats.console.Steps` (the build's steps nest in its current
+    step), or a line callback.
     """
+    steps = as_steps(progress)
     kind = output_kind(out) if out is not None else "tar"
     if out is not None:
         check_parent_dirs(out)  # created when written
     spec = BuildSpec(with_python=with_python, mirror=mirror, security_mirror=security_mirror)
-    found, key, cached = _cached_or_build(spec, cache_dir, rebuild, progress)
+    found, key, cached = _cached_or_build(spec, cache_dir, rebuild, steps)
     if out is None or (out.exists() and out.resolve() == found.path.resolve()):
         return BaseResult(
             found.path,
@@ -276,7 +279,7 @@ def build_base(
             cached,
         )
     try:
-        sha256, size = _export(found, out, kind, progress)
+        sha256, size = _export(found, out, kind, steps)
         write_bytes_atomic(manifest_path(out), _manifest_bytes(found.packages))
     except OSError as exc:
         raise BaseBuildError(f"{exc.filename or out}: cannot write: {exc.strerror}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -80,9 +81,10 @@ def build_command(
       hats base build --with-python -o out/base.tar.xz
     """
 
-    def progress(message: str) -> None:
-        if not quiet:
-            click.echo(f"hats: base: {message}", err=True)
+    from hats.console import Steps
+
+    # Numbered, timed steps on stderr: plain lines, or rich's display on a terminal.
+    progress = Steps(sys.stderr, prefix="hats: base: ", quiet=quiet)
 
     result = build_base(
         out,
@@ -108,7 +110,7 @@ def build_command(
     else:
         state = "cached" if result.cached else "built"
         click.echo(f"{result.path}")
-        progress(
+        progress.log(
             f"{state}: sha256 {result.sha256}, {result.size} bytes, "
             f"{len(result.packages)} packages (manifest {result.manifest})"
         )

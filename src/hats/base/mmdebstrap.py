@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hats import toolrun
 from hats.base import recipe
 from hats.errors import HatsError
 
@@ -45,12 +45,10 @@ def find_mmdebstrap() -> str:
 def mmdebstrap_version(executable: str) -> str:
     """``mmdebstrap --version`` (e.g. ``mmdebstrap 1.3.5``), or ``unknown``."""
     try:
-        done = subprocess.run(
-            [executable, "--version"], capture_output=True, text=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
+        done = toolrun.run([executable, "--version"], timeout=60, check=False)
+    except HatsError:
         return "unknown"
-    text = (done.stdout or done.stderr).strip()
+    text = (done.text or str(done.stderr)).strip()
     return text.splitlines()[0] if text else "unknown"
 
 
@@ -169,36 +167,30 @@ def run(
     progress: Callable[[str], None] | None = None,
     env: dict[str, str] | None = None,
 ) -> None:
-    """Run mmdebstrap, logging its stderr to ``log_path``; one-line error on failure."""
-    first_error = ""  # the cause; the last E: line is just "mmdebstrap failed to run"
-    try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+    """Run mmdebstrap (:func:`hats.toolrun.run`), its stderr to ``log_path``; one-line error.
+
+    Its ``I:``/``W:``/``E:`` lines go to ``progress``; the error's detail is the
+    first ``E:`` line (the cause: the last one is just "mmdebstrap failed to
+    run") and the log's path.
+    """
+    first_error = ""
+
+    with open(log_path, "wb") as log:
+
+        def line(text: str) -> None:
+            nonlocal first_error
+            log.write(text.encode("utf-8", "replace") + b"\n")
+            text = text.rstrip()
+            if text.startswith("E: ") and not first_error:
+                first_error = text[3:300]
+            if progress is not None and text[:3] in ("I: ", "W: ", "E: "):
+                progress(text[:200])
+
+        toolrun.run(
+            argv,
+            tool="mmdebstrap",
+            error=MmdebstrapError,
             env=environment() if env is None else env,
+            on_stderr=line,
+            explain=lambda _result: f"{first_error or 'see the log'} (log: {log_path})",
         )
-    except OSError as exc:
-        raise MmdebstrapError(f"cannot run {argv[0]}: {exc.strerror}") from None
-    assert proc.stderr is not None
-    try:
-        with open(log_path, "wb") as log:
-            for raw in proc.stderr:
-                log.write(raw)
-                line = raw.decode("utf-8", "replace").rstrip()
-                if line.startswith("E: ") and not first_error:
-                    first_error = line[3:300]
-                if progress is not None and line[:3] in ("I: ", "W: ", "E: "):
-                    progress(line[:200])
-    except BaseException:
-        # Interrupted (Ctrl-C reaches mmdebstrap too) or our side failed: let
-        # mmdebstrap unmount and remove its chroot before the caller cleans up.
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait()
-        raise
-    rc = proc.wait()
-    if rc != 0:
-        detail = first_error or "see the log"
-        raise MmdebstrapError(f"mmdebstrap failed (exit {rc}): {detail} (log: {log_path})")
