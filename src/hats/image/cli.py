@@ -348,14 +348,6 @@ def inspect_command(image: Path, paths: tuple[str, ...], as_json: bool) -> None:
         )
 
 
-def _comparable(entry: Entry) -> dict[str, object]:
-    doc = entry.to_json()
-    for key in ("layer", "overrides", "uid", "gid"):
-        doc.pop(key, None)
-    doc["mtime"] = entry.mtime
-    return doc
-
-
 @image_group.command("diff")
 @click.argument("first", type=ExistingFile)
 @click.argument("second", type=ExistingFile)
@@ -367,74 +359,32 @@ def diff_command(first: Path, second: Path, as_json: bool) -> None:
     mode, size, content, link target, device numbers and mtime; ownership is
     ignored, as stage1 ignores it. Images whose bytes differ are never "the
     same": with equal trees, the reasons the bytes differ are named
-    (compression layout, block size, tar padding, ownership, ...).
+    (compression layout, block size, tar padding, ownership, ...). The rules:
+    hats.image.diff.
 
     \b
     Example:
       hats image diff old.tar.xz new.tar.xz --json
     """
-    from hats.image.bytesdiff import explain, read_image
+    from hats.image.diff import diff_images
 
     with _errors_exit_2():
-        a, facts_a = read_image(first)
-        b, facts_b = read_image(second)
-    changes = _tree_changes(a, b)
-    reasons = explain(facts_a, facts_b)
-    identical = facts_a.sha256 == facts_b.sha256
+        result = diff_images(first, second)
     if as_json:
-        _emit_json(
-            {
-                "first": str(first),
-                "second": str(second),
-                "sha256": [facts_a.sha256, facts_b.sha256],
-                "identical": identical,
-                "trees_equal": not changes,
-                "changes": changes,
-                "byte_differences": reasons,
-            }
-        )
+        _emit_json(result.to_json())
     else:
-        for change in changes:
-            detail = f" ({', '.join(change['fields'])})" if "fields" in change else ""  # type: ignore[arg-type]
-            marks = {"added": "+", "removed": "-", "changed": "~"}
-            click.echo(printable(f"{marks[str(change['change'])]} {change['path']}{detail}"))
-        if identical:
-            click.echo(f"no differences: the files are identical (sha256 {facts_a.sha256})")
-        elif not changes:
-            click.echo(
-                "the effective trees are equal, but the bytes differ "
-                f"(sha256 {facts_a.sha256} vs {facts_b.sha256}):"
-            )
-            for reason in reasons:
+        marks = {"added": "+", "removed": "-", "changed": "~"}
+        for change in result.changes:
+            detail = f" ({', '.join(change.fields)})" if change.fields else ""
+            click.echo(printable(f"{marks[change.change]} {change.path}{detail}"))
+        a, b = result.sha256
+        if result.identical:
+            click.echo(f"no differences: the files are identical (sha256 {a})")
+        elif result.trees_equal:
+            click.echo(f"the effective trees are equal, but the bytes differ (sha256 {a} vs {b}):")
+            for reason in result.byte_differences:
                 click.echo(printable(f"  {reason}"))
-    raise click.exceptions.Exit(0 if identical else 1)
-
-
-def _tree_changes(a: EffectiveTree, b: EffectiveTree) -> list[dict[str, object]]:
-    changes: list[dict[str, object]] = []
-    for path in sorted(set(a.entries) | set(b.entries)):
-        old, new = a.entries.get(path), b.entries.get(path)
-        if old is None:
-            assert new is not None
-            changes.append({"path": "/" + path, "change": "added", "new": _comparable(new)})
-        elif new is None:
-            changes.append({"path": "/" + path, "change": "removed", "old": _comparable(old)})
-        else:
-            before, after = _comparable(old), _comparable(new)
-            if before != after:
-                fields = sorted(
-                    k for k in set(before) | set(after) if before.get(k) != after.get(k)
-                )
-                changes.append(
-                    {
-                        "path": "/" + path,
-                        "change": "changed",
-                        "fields": fields,
-                        "old": before,
-                        "new": after,
-                    }
-                )
-    return changes
+    raise click.exceptions.Exit(0 if result.identical else 1)
 
 
 def _sums_entry(sums: Path, image: Path, name: str | None) -> tuple[str, str]:
