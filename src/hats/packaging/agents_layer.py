@@ -53,7 +53,6 @@ import hashlib
 import marshal
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -61,6 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import hats
+from hats import toolrun
 from hats.errors import HatsError
 from hats.packaging.fetch import default_cache_dir, fetch_wheels, sha256_file
 from hats.packaging.lockfile import (
@@ -248,22 +248,18 @@ def compile_bytecode(sources: dict[str, bytes]) -> dict[str, bytes]:
     order = sorted(sources)
     payload = marshal.dumps([("/" + path, sources[path]) for path in order])
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0"}
-    try:
-        result = subprocess.run(
-            # Not -I: it would ignore PYTHONHASHSEED. The environment is
-            # replaced instead; -P -s -S keep cwd and site-packages out of sys.path.
-            [sys.executable, "-P", "-s", "-S", "-c", _COMPILER],
-            input=payload,
-            capture_output=True,
-            env=env,
-            cwd="/",
-            check=False,
-        )
-    except OSError as exc:
-        raise AgentsTreeError(f"{sys.executable}: cannot run to compile: {exc}") from None
-    if result.returncode != 0:
-        lines = result.stderr.decode("utf-8", "replace").strip().splitlines() or ["no output"]
-        raise AgentsTreeError(f"compiling the agents' bytecode failed: {lines[-1]}")
+    result = toolrun.run(
+        # Not -I: it would ignore PYTHONHASHSEED. The environment is
+        # replaced instead; -P -s -S keep cwd and site-packages out of sys.path.
+        [sys.executable, "-P", "-s", "-S", "-c", _COMPILER],
+        what="compiling the agents' bytecode",
+        error=AgentsTreeError,
+        input=payload,
+        binary=True,
+        env=env,
+        cwd="/",
+    )
+    assert isinstance(result.stdout, bytes)
     pycs: list[bytes | None] = marshal.loads(result.stdout)
     return {pyc_path(path): pyc for path, pyc in zip(order, pycs, strict=True) if pyc is not None}
 

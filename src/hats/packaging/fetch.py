@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from hats import toolrun
 from hats.cachedir import default_cache_dir as default_cache_dir  # re-exported
 from hats.errors import HatsError
 from hats.hashing import file_sha256
@@ -105,33 +105,26 @@ def _download(requirement: LockedRequirement, cache: Path) -> Path:
             str(req_file),
         ]
         env = dict(os.environ, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-        try:
-            result = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                check=False,
-                env=env,
-                timeout=PIP_TIMEOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise WheelFetchError(
-                f"cannot download the wheel for {requirement}: pip timed out after {PIP_TIMEOUT} s"
-            ) from None
-        except OSError as exc:
-            raise WheelFetchError(
-                f"cannot download the wheel for {requirement}: cannot run pip: {exc.strerror}"
-            ) from None
+        what = f"cannot download the wheel for {requirement}"
+        result = toolrun.run(
+            command,
+            what=what,
+            error=WheelFetchError,
+            env=env,
+            timeout=PIP_TIMEOUT,
+            check=False,
+        )
         if result.returncode != 0:
-            lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
-            errors = [line for line in lines if line.startswith("ERROR")] or lines
-            reason = errors[-1] if errors else f"pip exited with status {result.returncode}"
-            if "THESE PACKAGES DO NOT MATCH THE HASHES" in result.stderr:
+            stderr = str(result.stderr)
+            if "THESE PACKAGES DO NOT MATCH THE HASHES" in stderr:
                 raise WheelHashMismatch(
                     f"the downloaded wheel for {requirement} does not match the locked sha256"
                 )
-            raise WheelFetchError(f"cannot download the wheel for {requirement}: {reason}")
+            errors = [line for line in stderr.splitlines() if line.startswith("ERROR")]
+            detail = toolrun.last_line("\n".join(errors), stderr)
+            raise toolrun.failure(
+                "pip", result.returncode, detail, what=what, error=WheelFetchError
+            )
         wheels = sorted(dest.glob("*.whl"))
         if len(wheels) != 1:
             raise WheelFetchError(

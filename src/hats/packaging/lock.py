@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from hats import toolrun
 from hats.errors import HatsError
 from hats.packaging.lockfile import (
     LOCK_PATH,
@@ -120,10 +120,7 @@ def download_resolved(top_level: Sequence[str], dest: Path) -> list[Path]:
         str(dest),
         *top_level,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise HatsError(f"pip download of the agents' dependencies failed: {tail}")
+    toolrun.run(command, what="downloading the agents' dependencies")
     return sorted(dest.glob("*.whl"))
 
 

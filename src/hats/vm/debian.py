@@ -20,10 +20,10 @@ Rules:
 from __future__ import annotations
 
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from hats import toolrun
 from hats.base import recipe
 from hats.errors import HatsError
 
@@ -76,15 +76,8 @@ class AptConfig:
 
 
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, check=False)
-    except FileNotFoundError:
-        raise DebianPackageError(f"{what}: {argv[0]} is not installed") from None
-    if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        last = lines[-1] if lines else f"exit status {result.returncode}"
-        raise DebianPackageError(f"{what}: {last}")
-    return result.stdout
+    """One tool to completion (:func:`hats.toolrun.run`); a failure is a DebianPackageError."""
+    return toolrun.run(argv, what=what, error=DebianPackageError, cwd=cwd).text
 
 
 class PackageFetcher:
