@@ -6,71 +6,17 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import tarfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf import empty_pb2
+from launcher_support import KEY, RUN, WRAP, launcher
 
 from hats.pb.oak.attestation.v1 import evidence_pb2
 from hats.pb.oak.containers import interfaces_pb2, interfaces_pb2_grpc
 from hats.pb.pcit.client import launcher_pb2_grpc
-
-KEY = "5a" * 32
-WRAP = "11" * 32 + "," + "22" * 32
-RUN = [sys.executable, "-c", "from hats.launcher.cli import launcher_group; launcher_group()"]
-
-
-class Launcher:
-    def __init__(self, process: subprocess.Popen[str], address: str) -> None:
-        self.process = process
-        self.address = address
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def stop(self) -> tuple[int, str]:
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(10)
-        self._reader.join(5)
-        assert self.process.stderr is not None
-        return code, self.process.stderr.read()
-
-
-@contextmanager
-def launcher(args: list[str], cwd: Path) -> Iterator[Launcher]:
-    env = dict(os.environ)
-    env.pop("HATS_TVS_AUTHENTICATION_KEY", None)
-    process = subprocess.Popen(
-        [*RUN, "serve", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline().rstrip("\n")
-        if not first.startswith("listening on "):
-            process.kill()
-            assert process.stderr is not None
-            pytest.fail(f"no 'listening on' line: {first!r}; stderr: {process.stderr.read()}")
-        yield Launcher(process, first[len("listening on ") :])
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
 
 
 def _bundle(path: Path, image: bytes) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pwd
 import queue
-import signal
 import socket
 import stat
 import subprocess
@@ -50,6 +49,7 @@ from hats.streamlimits import StreamLimits
 from hats.tvs.server import TvsServicer, serve_servicer
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tvs"))
+from launcher_support import KEY, launcher
 from tvs_testing import (
     CLIENT,
     PRIMARY,
@@ -59,8 +59,6 @@ from tvs_testing import (
     signing_key,
     vcek,
 )
-
-KEY = "5a" * 32
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -246,31 +244,6 @@ def test_a_unix_socket_is_made_0600(sock_dir: Path) -> None:
 
 # --------------------------------------------------------------------------- the CLI listener
 
-RUN = [sys.executable, "-c", "from hats.launcher.cli import launcher_group; launcher_group()"]
-
-
-@contextmanager
-def serve(args: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    env = {**os.environ, "HATS_TVS_AUTHENTICATION_KEY": KEY}
-    process = subprocess.Popen(
-        [*RUN, "serve", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline().rstrip("\n")
-        assert first.startswith("listening on "), first
-        yield process, first[len("listening on ") :]
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(10)
-
-
 FETCH = """
 import sys, grpc
 from google.protobuf import empty_pb2
@@ -299,7 +272,8 @@ def fetch_as(target: str, user: str | None) -> str:
 
 
 def test_without_listen_the_launcher_is_on_a_private_unix_socket(tmp_path: Path) -> None:
-    with serve([], tmp_path) as (process, address):
+    with launcher([], tmp_path, key=KEY) as running:
+        address = running.address
         assert address.startswith("unix:"), address
         socket_path = Path(address[len("unix:") :])
         directory = socket_path.parent
@@ -307,10 +281,9 @@ def test_without_listen_the_launcher_is_on_a_private_unix_socket(tmp_path: Path)
         assert directory.stat().st_uid == os.getuid()
         assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
         assert fetch_as(address, None) == f"key {KEY}"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
-        assert process.stderr is not None
-        assert "WARNING" not in process.stderr.read()
+        code, stderr = running.stop()
+        assert code == 0
+        assert "WARNING" not in stderr
     assert not directory.exists()
 
 
@@ -357,18 +330,16 @@ def test_another_local_user_cannot_reach_the_default_listener(tmp_path: Path) ->
         pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user 'nobody'")
-    with serve([], tmp_path) as (_, address):
-        assert connect_as(address, "nobody") == "Permission denied"
-        assert connect_as(address, "root") == "connected"
+    with launcher([], tmp_path, key=KEY) as running:
+        assert connect_as(running.address, "nobody") == "Permission denied"
+        assert connect_as(running.address, "root") == "connected"
 
 
 def test_a_tcp_listener_is_warned_about(tmp_path: Path) -> None:
-    with serve(["--listen", "127.0.0.1:0"], tmp_path) as (process, address):
-        assert address.startswith("127.0.0.1:")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
-        assert process.stderr is not None
-        stderr = process.stderr.read()
+    with launcher(["--listen", "127.0.0.1:0"], tmp_path, key=KEY) as running:
+        assert running.address.startswith("127.0.0.1:")
+        code, stderr = running.stop()
+        assert code == 0
     assert "WARNING: listening on TCP 127.0.0.1:0" in stderr
     assert "TVS authentication key" in stderr
     assert KEY not in stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import empty_pb2
-from test_launcher_cli import KEY, RUN, WRAP, launcher
+from launcher_support import KEY, RUN, WRAP, launcher
 
 import shared_data
 from hats.attestation.dice import encode_dice_data

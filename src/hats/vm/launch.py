@@ -65,6 +65,33 @@ class VmOptions:
     """Keep the VM's ``/tmp/hats-vm-*`` directory (QMP socket, default console log) at exit."""
     bridge: VirtualBridge | None = None
     """``virtual_bridge``: a tap on this bridge (:mod:`hats.vm.bridge`) instead of SLIRP."""
+    command: Callable[[HostSide], list[str]] | None = None
+    """Reference mode (:mod:`hats.launcher.reference`): the QEMU argv, made from what
+    :func:`boot` resolved, replaces our command line (``stage0`` must be set too)."""
+
+
+@dataclass(frozen=True)
+class HostSide:
+    """What :func:`boot` resolved for a reference-mode argv (:attr:`VmOptions.command`)."""
+
+    accel: str
+    kernel: Path
+    initrd: Path
+    launcher_address: str
+    """The launcher's bound listen address."""
+    console_log: Path
+    qmp_socket: Path
+    work: Path
+    """The VM's private directory (removed at the end unless kept)."""
+
+
+def accel_line(accel: str, reason: str, reference: bool) -> str:
+    """The accelerator line said at boot; in reference mode TCG says what it replaced."""
+    line = f"vm: accelerator {accel} ({reason})"
+    if reference and accel == "tcg":
+        line += ": the reference argv runs with -accel tcg -cpu max in place of -enable-kvm"
+        line += " -cpu host"
+    return line
 
 
 def options_from_config(
@@ -76,14 +103,12 @@ def options_from_config(
     ``vmm_binary`` are taken when non-zero; ``inbound_only`` and
     ``inbound_and_outbound`` set the network mode and the host proxy port;
     ``virtual_bridge`` sets the bridge (refused with the reference's texts when
-    a field is missing); ``CVMTYPE_SEVSNP`` is refused: this launcher boots the
-    insecure guest only. ``given`` values that are not ``None`` win.
+    a field is missing); ``CVMTYPE_SEVSNP`` is the launcher's reference mode
+    (:mod:`hats.launcher.reference`). ``given`` values that are not ``None`` win.
     """
     values: dict[str, object] = {}
     if config is not None and config.HasField("cvm_config"):
         cvm = config.cvm_config
-        if cvm.cvm_type == launcher_config_pb2.CVMTYPE_SEVSNP:
-            raise QemuError("cvm_type CVMTYPE_SEVSNP: --vmm qemu boots the insecure guest only")
         if cvm.num_cpus:
             values["num_cpus"] = cvm.num_cpus
         if cvm.ram_size_kb:
@@ -158,7 +183,7 @@ def boot(options: VmOptions, listen_address: str, say: Say, work: Path | None = 
         check_listen(options, listen_address)
         target = listen_address  # unused: the guest dials the launcher over the bridge
     else:
-        target = relay_target(listen_address)
+        target = relay_target(listen_address) if options.command is None else ""
     if options.kernel is not None and options.initrd is not None:
         kernel, initrd = options.kernel, options.initrd
     else:
@@ -169,7 +194,7 @@ def boot(options: VmOptions, listen_address: str, say: Say, work: Path | None = 
         major, minor = check_stage0_qemu(options.qemu)
         say(f"vm: firmware: Oak stage0 {options.stage0} (QEMU {major}.{minor})")
     accel, reason = choose_accel(options.accel, kernel, qemu=options.qemu)
-    say(f"vm: accelerator {accel} ({reason})")
+    say(accel_line(accel, reason, reference=options.command is not None))
     console = options.console_log
     if work is None:
         work = Path(tempfile.mkdtemp(prefix="hats-vm-"))
@@ -194,7 +219,11 @@ def boot(options: VmOptions, listen_address: str, say: Say, work: Path | None = 
         bios=options.stage0,
         nic=nic,
     )
-    machine = Machine(config)
+    argv = None
+    if options.command is not None:
+        host = HostSide(accel, kernel, initrd, listen_address, console, config.qmp_socket, work)
+        argv = options.command(host)
+    machine = Machine(config, argv)
     machine.start()
     say(f"vm: started (console log {console})")
     return machine

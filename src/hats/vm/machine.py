@@ -31,8 +31,11 @@ ACPI_UNUSABLE = "ACPI: Unable to enable ACPI"
 
 
 class Machine:
-    def __init__(self, config: VmConfig) -> None:
+    def __init__(self, config: VmConfig, argv: list[str] | None = None) -> None:
+        """``argv``: run this command line instead of ``qemu_argv(config)`` (the launcher's
+        reference mode); ``config`` still names the console log and the QMP socket."""
         self.config = config
+        self.argv = argv
         self.process: subprocess.Popen[bytes] | None = None
         self.started = 0.0
 
@@ -41,7 +44,7 @@ class Machine:
         return self.config.console_log.with_name(self.config.console_log.name + ".qemu")
 
     def start(self) -> None:
-        argv = qemu_argv(self.config)
+        argv = self.argv if self.argv is not None else qemu_argv(self.config)
         self.config.console_log.write_bytes(b"")
         with open(self.qemu_log, "wb") as log:
             try:
