@@ -44,10 +44,9 @@ def test_demo_variant_end_to_end(variant: str) -> None:
     )
     assert result.stdout.strip().splitlines()[-1].startswith("OK:")
     # the secret itself (32 random bytes) is never printed: only its fingerprint
-    assert not re.search(
-        r"\b[0-9a-f]{64}\b",
-        result.stdout.replace(re.search(r"sha256 ([0-9a-f]{64})", result.stdout).group(1), ""),
-    )  # type: ignore[union-attr]
+    fingerprint = re.search(r"sha256 ([0-9a-f]{64})", result.stdout)
+    assert fingerprint is not None, result.stdout
+    assert not re.search(r"\b[0-9a-f]{64}\b", result.stdout.replace(fingerprint.group(1), ""))
 
 
 def test_demo_rejects_impossible_setups() -> None:

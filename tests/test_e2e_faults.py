@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -300,7 +301,7 @@ print("long workload done")
 class _Lines:
     """A stream's lines, collected by a thread; wait for a pattern."""
 
-    def __init__(self, stream: io.TextIOBase) -> None:
+    def __init__(self, stream: IO[str]) -> None:
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)

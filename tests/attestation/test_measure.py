@@ -197,7 +197,7 @@ def synthetic_bzimage(setup_sects: int, payload: bytes, *, protocol: int = 0x020
     return image + payload
 
 
-def f12_setup_digest(image: bytes, setup_bytes: int) -> str:
+def f12_setup_digest(image: bytes | bytearray, setup_bytes: int) -> str:
     """upstream-facts F12, field by field: QEMU's header edits, initrd fields zeroed."""
     setup = bytearray(image[:setup_bytes])
     setup[0x210] = 0xB0

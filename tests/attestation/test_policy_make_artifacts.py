@@ -13,6 +13,7 @@ import hashlib
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -73,7 +74,7 @@ def verify(evidence: str, policy_file: str, *extra: str) -> object:
     return evidence_group.main([*args, *extra], standalone_mode=False)
 
 
-def make_json(*args: str) -> dict[str, object]:
+def make_json(*args: str) -> dict[str, Any]:
     result = CliRunner().invoke(policy_group, [*args, "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)

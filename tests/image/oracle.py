@@ -14,6 +14,7 @@ import lzma
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 PORTABLE = 946684800
 
@@ -70,7 +71,7 @@ def merge(out: Path, deps: Sequence[Path]) -> Path:
             for info in intar:
                 info.uname = info.gname = ""
                 writer.parents(info.name, info.mtime, info.uid, info.gid)
-                info.pax_headers.pop("path", None)
+                cast(dict[str, str], info.pax_headers).pop("path", None)
                 if info.isfile():
                     writer._add(info, intar.extractfile(info))  # type: ignore[arg-type]
                 else:

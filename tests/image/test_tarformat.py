@@ -21,7 +21,7 @@ from hats.archive.tarformat import Member, TarFormatError
 from hats.archive.tarstream import TarReader, TarWriter
 
 name_part = st.text(
-    alphabet=st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)),
+    alphabet=st.characters(exclude_characters="/\x00", exclude_categories=["Cs"]),
     min_size=1,
     max_size=40,
 )

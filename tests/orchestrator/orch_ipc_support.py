@@ -7,7 +7,7 @@ import json
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from hats.errors import HatsError
 from hats.orchestrator.state import InstanceKeys, OrchestratorState, Secret
@@ -44,7 +44,7 @@ def make_state(
         evidence=evidence,
         instance_keys=InstanceKeys.generate(),
         bundle=b"",
-        secret_manager=secret_manager or StubSecretManager(),
+        secret_manager=secret_manager or cast(Any, StubSecretManager()),
         launcher_target=launcher_target,
         rpc_timeout=5.0,
     )

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
+from typing import cast
 
 import grpc
 import pytest
@@ -83,7 +84,7 @@ def test_get_keys_maps_secret_manager_errors_without_secrets(sock: str, channel_
     with pytest.raises(grpc.RpcError) as info:
         stub.GetKeys(empty_pb2.Empty(), timeout=10)
     assert info.value.code() == grpc.StatusCode.INTERNAL
-    assert "TOPSECRET" not in info.value.details()
+    assert "TOPSECRET" not in (info.value.details() or "")
     assert info.value.details() == "internal error (RuntimeError)"
 
 
@@ -154,7 +155,7 @@ def test_sign_with_the_instance_key_is_refused_unless_enabled(tmp_path: Path, ch
     with pytest.raises(grpc.RpcError) as info:
         off.Sign(request, timeout=10)
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "--enable-instance-signing" in info.value.details()
+    assert "--enable-instance-signing" in (info.value.details() or "")
 
     on = crypto_pb2_grpc.OrchestratorCryptoStub(
         channel_for(str(tmp_path / "b"), state, signing=True)
@@ -165,7 +166,7 @@ def test_sign_with_the_instance_key_is_refused_unless_enabled(tmp_path: Path, ch
     for origin, code in (
         (crypto_pb2.GROUP, grpc.StatusCode.UNIMPLEMENTED),
         (crypto_pb2.KEY_ORIGIN_UNSPECIFIED, grpc.StatusCode.INVALID_ARGUMENT),
-        (7, grpc.StatusCode.INVALID_ARGUMENT),
+        (cast(crypto_pb2.KeyOrigin, 7), grpc.StatusCode.INVALID_ARGUMENT),
     ):
         with pytest.raises(grpc.RpcError) as info:
             on.Sign(crypto_pb2.SignRequest(key_origin=origin, message=b"m"), timeout=10)
@@ -262,7 +263,7 @@ def test_notify_app_ready_is_forwarded_to_the_launcher(tmp_path: Path, channel_f
     with pytest.raises(grpc.RpcError) as info:
         down.NotifyAppReady(empty_pb2.Empty(), timeout=10)
     assert info.value.code() == grpc.StatusCode.INTERNAL
-    assert info.value.details().startswith("couldn't send notification: UNAVAILABLE")
+    assert (info.value.details() or "").startswith("couldn't send notification: UNAVAILABLE")
 
 
 def test_key_provisioning_is_off_without_an_address_and_unimplemented() -> None:

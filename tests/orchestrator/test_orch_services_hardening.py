@@ -25,16 +25,18 @@ def test_key_provisioning_refuses_calls_beyond_its_pool() -> None:
     stalled: list[queue.Queue[bytes | None]] = []
     try:
         # Two calls that never send their request message hold both workers.
-        silent = channel.stream_unary(METHOD)
+        silent: grpc.StreamUnaryMultiCallable[bytes, bytes] = channel.stream_unary(METHOD)
         futures = []
         for _ in range(2):
             pending: queue.Queue[bytes | None] = queue.Queue()
             stalled.append(pending)
             futures.append(silent.future(iter(pending.get, None), timeout=30))
         time.sleep(0.5)
-        call = channel.unary_unary(
-            METHOD,
-            request_serializer=key_provisioning_pb2.GetGroupKeysRequest.SerializeToString,
+        call: grpc.UnaryUnaryMultiCallable[key_provisioning_pb2.GetGroupKeysRequest, bytes] = (
+            channel.unary_unary(
+                METHOD,
+                request_serializer=key_provisioning_pb2.GetGroupKeysRequest.SerializeToString,
+            )
         )
         start = time.monotonic()
         try:

@@ -313,7 +313,7 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
     def call() -> str:
         attempts[0] += 1
         if attempts[0] < 8:
-            raise Unavailable()
+            raise Unavailable()  # type: ignore[abstract]
         return "ok"
 
     def sleep(seconds: float) -> None:
@@ -339,7 +339,7 @@ def test_non_retryable_launcher_error_fails_at_once() -> None:
             return "no\nway"
 
     def call() -> None:
-        raise Denied()
+        raise Denied()  # type: ignore[abstract]
 
     with pytest.raises(StartupError, match=r"launcher X failed: PERMISSION_DENIED: no way$"):
         call_with_retry("X", call, FAST_RETRY, sleep=lambda s: None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import cast
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -355,7 +356,8 @@ def test_ephemeral_not_a_point(point: bytes) -> None:
 
 
 def test_message_accepts_bytes_likes_and_refuses_other_types() -> None:
-    assert respond(s_R, S_I, bytearray(MSG1), ephemeral_private_key=E_R_PRIVATE).message == MSG2
+    bytes_like = cast(bytes, bytearray(MSG1))  # a bytes-like on purpose
+    assert respond(s_R, S_I, bytes_like, ephemeral_private_key=E_R_PRIVATE).message == MSG2
     with pytest.raises(TypeError):
         respond(s_R, S_I, MSG1.hex())  # type: ignore[arg-type]
 

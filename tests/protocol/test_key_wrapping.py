@@ -257,7 +257,7 @@ def test_keys_value_semantics_and_repr() -> None:
     keys = PrivateKeyWrappingKeys(KEY_A, (KEY_B, KEY_C))
     assert keys.primary == KEY_A
     assert keys.active == (KEY_B, KEY_C)
-    assert keys == PrivateKeyWrappingKeys(bytearray(KEY_A), [KEY_B, KEY_C])
+    assert keys == PrivateKeyWrappingKeys(bytearray(KEY_A), [KEY_B, KEY_C])  # type: ignore[arg-type]
     assert keys != PrivateKeyWrappingKeys(KEY_A, [KEY_C, KEY_B])
     assert hash(keys) == hash(PrivateKeyWrappingKeys(KEY_A, [KEY_B, KEY_C]))
     assert repr(keys) == "PrivateKeyWrappingKeys(primary=<hidden>, active=<2 keys>)"

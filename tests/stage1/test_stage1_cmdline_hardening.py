@@ -16,6 +16,7 @@ from hats.attestation.simulate import DEFAULT_KERNEL_CMDLINE
 from hats.stage1 import guest
 from hats.stage1.cmdline import (
     DEFAULT_INIT,
+    Stage1Args,
     parse_proc_cmdline,
     parse_stage1_args,
     stage1_argv,
@@ -31,7 +32,7 @@ REFERENCE = (
 )
 
 
-def args_of(cmdline: str, **options: bool) -> object:
+def args_of(cmdline: str, **options: bool) -> Stage1Args:
     return parse_stage1_args(stage1_argv(parse_proc_cmdline(cmdline)), **options)
 
 

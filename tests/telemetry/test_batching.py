@@ -126,7 +126,7 @@ def test_drop_oldest_keeps_the_latest_waiting_items() -> None:
     queue.on_result(Outcome.RETRY, 0.0)
     assert queue.offer("d", 0.1) and queue.offer("e", 0.1)
     assert queue.dropped_total == 2
-    delivered = []
+    delivered: list[str] = []
     now = 10.0
     while len(queue):
         action = _export(queue, now)

@@ -64,7 +64,7 @@ def _wait(condition: object, timeout: float = 5.0) -> None:
 
 
 def test_close_flushes_what_the_delay_still_held() -> None:
-    launcher, said = FakeLauncher(), []
+    launcher, said = FakeLauncher(), list[str]()
     worker = _worker(launcher, said, max_delay=60.0, max_batch=100)
     for i in range(10):
         assert worker.submit(f"r{i}")
@@ -78,7 +78,7 @@ def test_close_flushes_what_the_delay_still_held() -> None:
 
 
 def test_outage_said_once_then_recovery_and_nothing_lost() -> None:
-    launcher, said = FakeLauncher(up=False), []
+    launcher, said = FakeLauncher(up=False), list[str]()
     worker = _worker(launcher, said)
     for i in range(12):
         worker.submit(f"r{i}")
@@ -95,7 +95,7 @@ def test_outage_said_once_then_recovery_and_nothing_lost() -> None:
 
 
 def test_drops_beyond_the_bound_are_reported_once_reachable() -> None:
-    launcher, said = FakeLauncher(up=False), []
+    launcher, said = FakeLauncher(up=False), list[str]()
     worker = _worker(launcher, said, max_queue=5, max_batch=2)
     accepted = [worker.submit(f"r{i}") for i in range(8)]
     assert accepted == [True] * 5 + [False] * 3
@@ -108,7 +108,7 @@ def test_drops_beyond_the_bound_are_reported_once_reachable() -> None:
 
 
 def test_shutdown_deadline_bounds_the_flush_and_counts_the_lost() -> None:
-    launcher, said = FakeLauncher(up=False), []
+    launcher, said = FakeLauncher(up=False), list[str]()
     worker = _worker(launcher, said, maximum=0.05)
     for i in range(7):
         worker.submit(f"r{i}")
@@ -124,7 +124,7 @@ def test_shutdown_deadline_bounds_the_flush_and_counts_the_lost() -> None:
 
 
 def test_refusals_are_dropped_and_said_once_until_a_success() -> None:
-    launcher, said = FakeLauncher(), []
+    launcher, said = FakeLauncher(), list[str]()
     launcher.refuse = True
     worker = _worker(launcher, said, max_batch=1, max_delay=0.0)
     for i in range(3):
@@ -140,7 +140,7 @@ def test_refusals_are_dropped_and_said_once_until_a_success() -> None:
 
 
 def test_unreported_losses_are_said_at_close() -> None:
-    launcher, said = FakeLauncher(), []
+    launcher, said = FakeLauncher(), list[str]()
     launcher.refuse = True
     worker = _worker(launcher, said, max_batch=1, max_delay=0.0)
     worker.submit("r0")

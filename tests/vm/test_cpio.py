@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import stat
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -12,9 +13,9 @@ from hypothesis import strategies as st
 from hats.vm.cpio import CpioError, CpioWriter, header
 
 
-def parse_newc(data: bytes) -> list[dict[str, object]]:
+def parse_newc(data: bytes) -> list[dict[str, Any]]:
     """Entries of a newc archive (stops at TRAILER!!!); checks alignment and magic."""
-    entries = []
+    entries: list[dict[str, Any]] = []
     pos = 0
     while True:
         assert pos % 4 == 0

@@ -1,0 +1,35 @@
+"""tests/mypy.ini names every test directory, and .ci/run checks every conftest.py.
+
+A directory of tests/ missing from ``mypy_path`` would make mypy name its
+modules ``dir.module`` (not the basename pytest imports them by) and miss the
+imports of its helper modules; a conftest.py is checked only by .ci/run's loop.
+"""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+
+def test_mypy_path_names_every_test_directory() -> None:
+    config = configparser.ConfigParser()
+    config.read(TESTS / "mypy.ini")
+    listed = {
+        entry.strip().replace("$MYPY_CONFIG_FILE_DIR", str(TESTS))
+        for entry in config["mypy"]["mypy_path"].split(",")
+        if entry.strip()
+    }
+    expected = {str(TESTS), str(TESTS / ".." / "src")} | {
+        str(path.parent) for path in TESTS.glob("*/*.py")
+    }
+    assert listed == expected
+
+
+def test_ci_checks_the_conftests_one_by_one() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    check = ".venv/bin/mypy --config-file tests/mypy.ini"
+    assert f"\n{check}\n" in ci
+    assert f'for conftest in tests/*/conftest.py; do {check} "$conftest"; done\n' in ci
