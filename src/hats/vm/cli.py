@@ -8,6 +8,7 @@ what it boots and run the whole flow once.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,9 +32,10 @@ def assets_command(as_json: bool) -> None:
     Example:
       hats vm assets --json
     """
+    from hats.console import Steps
     from hats.vm.assets import ensure_guest_assets
 
-    assets = ensure_guest_assets(progress=lambda line: click.echo(f"hats: {line}", err=True))
+    assets = ensure_guest_assets(progress=Steps(sys.stderr, prefix="hats: "))
     if as_json:
         click.echo(
             json.dumps(
@@ -81,6 +83,61 @@ def workload_bundle_command(output: Path, script: Path | None) -> None:
     click.echo(f"wrote {output}")
 
 
+@vm_group.command("bundle")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the system bundle tar (missing directories are created).",
+)
+@click.option(
+    "--image",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The system image (.tar.xz), served to stage1 as system.tar.xz.",
+)
+@click.option(
+    "--kernel",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The guest kernel (kernel_bin) [default: Debian's cloud kernel, as hats vm assets].",
+)
+@click.option(
+    "--initrd",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The initramfs (initrd.cpio.xz) [default: hats stage1's, as hats vm assets].",
+)
+@click.option(
+    "--stage0",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Oak's stage0_bin: the launcher then boots in reference mode [default: none, the"
+    " insecure boot].",
+)
+def bundle_command(
+    output: Path, image: Path, kernel: Path | None, initrd: Path | None, stage0: Path | None
+) -> None:
+    """Write a HATs system bundle (the reference's layout) for a launcher config's
+    hats_system_bundle.
+
+    \b
+    Example:
+      hats vm bundle -o out/system_bundle.tar --image out/image.tar.xz \\
+          --stage0 tests/data/oak-stage0/stage0_bin
+    """
+    from hats.vm.sysbundle import BundleInputs, write_system_bundle
+
+    if kernel is None or initrd is None:
+        from hats.vm.assets import ensure_guest_assets
+
+        assets = ensure_guest_assets(progress=lambda line: click.echo(f"hats: {line}", err=True))
+        kernel = kernel or assets.kernel
+        initrd = initrd or assets.initrd
+    make_parent_dirs(output)
+    inputs = BundleInputs(kernel=kernel, initrd=initrd, image=image, stage0=stage0)
+    names = write_system_bundle(output, inputs)
+    click.echo(f"wrote {output} ({', '.join(name[2:] for name in names[1:])})")
+
+
 @vm_group.command("demo")
 @click.option(
     "--workdir",
@@ -120,7 +177,8 @@ def demo_command(
     Example:
       hats vm demo --workdir out/vm --accel auto
     """
-    from hats.vm.demo import VmDemoOptions, run_vm_demo
+    from hats.console import Steps
+    from hats.vm.demo import STEPS, VmDemoOptions, run_vm_demo
 
     with tempfile.TemporaryDirectory(prefix="hats-vm-demo-") as tmp:
         if stage0_bin is not None and no_stage0:
@@ -139,7 +197,8 @@ def demo_command(
         )
         if options.stage0 is not None:
             click.echo(f"firmware: Oak stage0 {options.stage0}")
-        result = run_vm_demo(options, click.echo)
+        # Numbered steps on stdout: plain lines, or rich's display on a terminal.
+        result = run_vm_demo(options, Steps(sys.stdout, total=STEPS))
         timing = f" in {result.boot_to_keys:.0f} s after boot" if result.boot_to_keys else ""
         click.echo(f"OK: the workload in the guest got key 64{timing}")
         if not result.clean_poweroff:
