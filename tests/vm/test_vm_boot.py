@@ -12,32 +12,18 @@ syslogd and agent from the image, runc, a ``hats tvs serve`` process and
 2. a policy holding another image digest → the TVS refuses, the orchestrator
    stops with that reason, no key reaches the workload.
 
-Skipped (with the reason) when QEMU or mmdebstrap is missing.
+Skipped (with the reason) when QEMU or mmdebstrap is missing. ``vm_setup``
+(the image, bundle, keys) is the session fixture of ``tests/vm/conftest.py``.
 """
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from hats.demo import DemoSetup
-from hats.vm.demo import VmDemoOptions, boot_and_wait, make_vm_policy, prepare_vm
-from hats.vm.qemu import QEMU
+from hats.vm.demo import VmDemoOptions, boot_and_wait, make_vm_policy
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def vm_setup(tmp_path_factory: pytest.TempPathFactory, default_base_tar: Path) -> DemoSetup:
-    if shutil.which(QEMU) is None:
-        pytest.skip(f"{QEMU} is not installed (Debian package qemu-system-x86)")
-    work = tmp_path_factory.mktemp("vm")
-    lines: list[str] = []
-    setup = prepare_vm(VmDemoOptions(workdir=work, xz_block_size="8MiB"), lines.append)
-    print("\n".join(lines))
-    return setup
 
 
 def _options(setup: DemoSetup) -> VmDemoOptions:
