@@ -16,6 +16,9 @@ so a new README command gets a decision. Not run here, with the reason:
   (``test_readme_fast_build_example_runs_as_written``, slow);
 * ``hats vm demo``: boots QEMU (``tests/vm/test_vm_boot.py``, slow);
 * ``.venv/bin/python -m pytest``: this test suite itself;
+* the virtual-bridge lines (``sudo ip link add br0 …``, ``sudo … launcher
+  serve``): root and a bridge on the host (``tests/vm/test_vm_bridge.py``
+  does the same in a network namespace of its own, slow);
 * the ``launcher serve … --vmm qemu`` / ``… --logs-file`` lines and
   ``launcher metrics cvm-metrics.json``: templates with placeholders
   (``IMAGE.tar.xz``, ``…``) and a running CVM, shown for their flags.
@@ -41,6 +44,8 @@ NOT_RUN = {
     "hats launcher serve --tvs_addresses unix:/path/tvs.sock": "a template (IMAGE.tar.xz, a VM)",
     ".venv/bin/hats launcher serve …": "a template (…) needing a running CVM",
     ".venv/bin/hats launcher metrics": "reads the metrics file of a running launcher",
+    "sudo ip link add br0 type bridge": "root: a bridge on the host (tests/vm/test_vm_bridge.py)",
+    "sudo .venv/bin/hats launcher serve": "root, a bridge, a VM: tests/vm/test_vm_bridge.py",
     ".venv/bin/hats image build examples/test_single.toml --xz-block-size": (
         "needs the default base: test_readme_fast_build_example_runs_as_written (slow)"
     ),
