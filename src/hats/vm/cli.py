@@ -8,6 +8,7 @@ what it boots and run the whole flow once.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,9 +32,10 @@ def assets_command(as_json: bool) -> None:
     Example:
       hats vm assets --json
     """
+    from hats.console import Steps
     from hats.vm.assets import ensure_guest_assets
 
-    assets = ensure_guest_assets(progress=lambda line: click.echo(f"hats: {line}", err=True))
+    assets = ensure_guest_assets(progress=Steps(sys.stderr, prefix="hats: "))
     if as_json:
         click.echo(
             json.dumps(
@@ -175,7 +177,8 @@ def demo_command(
     Example:
       hats vm demo --workdir out/vm --accel auto
     """
-    from hats.vm.demo import VmDemoOptions, run_vm_demo
+    from hats.console import Steps
+    from hats.vm.demo import STEPS, VmDemoOptions, run_vm_demo
 
     with tempfile.TemporaryDirectory(prefix="hats-vm-demo-") as tmp:
         if stage0_bin is not None and no_stage0:
@@ -194,7 +197,8 @@ def demo_command(
         )
         if options.stage0 is not None:
             click.echo(f"firmware: Oak stage0 {options.stage0}")
-        result = run_vm_demo(options, click.echo)
+        # Numbered steps on stdout: plain lines, or rich's display on a terminal.
+        result = run_vm_demo(options, Steps(sys.stdout, total=STEPS))
         timing = f" in {result.boot_to_keys:.0f} s after boot" if result.boot_to_keys else ""
         click.echo(f"OK: the workload in the guest got key 64{timing}")
         if not result.clean_poweroff:
