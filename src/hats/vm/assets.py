@@ -20,17 +20,18 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hats.base.cache import default_cache_dir
+from hats.console import Steps, as_steps
 from hats.hashing import file_sha256 as sha256_file
 from hats.vm import initramfs
 from hats.vm.debian import BUSYBOX_PACKAGE, AptConfig, PackageFetcher, extract_deb
 
-Progress = Callable[[str], None]
+Progress = Callable[[str], None] | Steps
+"""A :class:`hats.console.Steps` (the steps nest in its current one), or a line callback."""
 
 
 @dataclass(frozen=True)
@@ -73,17 +74,20 @@ def ensure_guest_assets(
     from hats.base.build import ensure_default_base
     from hats.packaging.agents_layer import agents_tree_digest, build_agents_tree
 
-    say: Progress = progress or (lambda _: None)
+    steps = as_steps(progress)
     cache = (cache_dir or default_cache_dir()) / "vm"
     cache.mkdir(parents=True, exist_ok=True)
     fetcher = PackageFetcher(AptConfig(cache / "apt"))
-    kernel_package = fetcher.kernel_package()
-    kernel_deb = fetcher.download(kernel_package)
-    busybox_deb = fetcher.download(BUSYBOX_PACKAGE)
-    kernel = initramfs.KernelTree(_unpacked(kernel_deb, cache / kernel_deb.stem))
-    busybox_root = _unpacked(busybox_deb, cache / busybox_deb.stem)
+    with steps.step("guest kernel and busybox (Debian packages)"):
+        kernel_package = fetcher.kernel_package()
+        kernel_deb = fetcher.download(kernel_package)
+        busybox_deb = fetcher.download(BUSYBOX_PACKAGE)
+        kernel = initramfs.KernelTree(_unpacked(kernel_deb, cache / kernel_deb.stem))
+        busybox_root = _unpacked(busybox_deb, cache / busybox_deb.stem)
+        steps.log(f"{kernel_deb.name}, {busybox_deb.name}")
     if base is None:
-        base = ensure_default_base(with_python=True, cache_dir=cache_dir, progress=say)
+        with steps.step("default base (with Python)"):
+            base = ensure_default_base(with_python=True, cache_dir=cache_dir, progress=steps)
     key = initrd_key(
         base_sha256=sha256_file(base),
         kernel_deb=kernel_deb.name,
@@ -92,20 +96,20 @@ def ensure_guest_assets(
     )
     initrd = cache / f"initrd-{key}.cpio.gz"
     if not initrd.is_file():
-        started = time.monotonic()
-        say(f"building the guest initramfs {initrd.name}")
-        with tempfile.TemporaryDirectory(prefix="hats-initrd-agents-") as tmp:
-            agents = build_agents_tree(Path(tmp) / "agents", cache_dir=cache_dir, progress=say)
-            tree = initramfs.build_tree(
-                base=base,
-                kernel=kernel,
-                busybox=busybox_root / "bin" / "busybox",
-                agents_site=agents.site_dir,
+        with steps.step(f"building the guest initramfs {initrd.name}"):
+            with tempfile.TemporaryDirectory(prefix="hats-initrd-agents-") as tmp:
+                agents = build_agents_tree(
+                    Path(tmp) / "agents", cache_dir=cache_dir, progress=steps.log
+                )
+                tree = initramfs.build_tree(
+                    base=base,
+                    kernel=kernel,
+                    busybox=busybox_root / "bin" / "busybox",
+                    agents_site=agents.site_dir,
+                )
+            initramfs.write_initramfs(tree, initrd)
+            steps.log(
+                f"initramfs: {len(tree)} entries, {tree.size() / 1e6:.1f} MB, "
+                f"{initrd.stat().st_size / 1e6:.1f} MB compressed"
             )
-        initramfs.write_initramfs(tree, initrd)
-        say(
-            f"initramfs: {len(tree)} entries, {tree.size() / 1e6:.1f} MB, "
-            f"{initrd.stat().st_size / 1e6:.1f} MB compressed, "
-            f"{time.monotonic() - started:.1f} s"
-        )
     return GuestAssets(kernel=kernel.image, initrd=initrd, kernel_release=kernel.release)

@@ -144,7 +144,7 @@ def prepare_vm(options: VmDemoOptions, steps: Steps | Echo) -> DemoSetup:
         image_sha256 = file_sha256(image)
         steps.log(f"sha256 {image_sha256}")
     with steps.step("workload bundle (runc, own Python)"):
-        base = ensure_default_base(with_python=True, cache_dir=options.cache_dir)
+        base = ensure_default_base(with_python=True, cache_dir=options.cache_dir, progress=steps)
         bundle = work / "workload_bundle.tar"
         agents = build_agents_tree(work / "agents", cache_dir=options.cache_dir)
         make_workload_bundle(bundle, base=base, agents_site=agents.site_dir)
