@@ -49,7 +49,10 @@ import click
 
 import hats
 from hats.attestation import measure
-from hats.attestation.errors import AttestationError, EvidenceFormatError, PolicyError
+from hats.attestation.errors import AttestationError, PolicyError
+from hats.attestation.evidencefile import load_evidence as load_evidence
+from hats.attestation.evidencefile import parse_evidence as parse_evidence
+from hats.attestation.evidencefile import read_file as _read
 from hats.cliopts import Digest
 from hats.errors import HatsError
 from hats.fsio import make_parent_dirs, write_bytes_atomic
@@ -57,64 +60,9 @@ from hats.hashing import file_sha256, read_failure
 from hats.textsafe import printable
 
 if TYPE_CHECKING:  # the verifier, protobuf and X.509 load in the commands: --help stays fast
-    from hats.attestation import provenance, verify
+    from hats.attestation import verify
     from hats.pb.oak.attestation.v1 import evidence_pb2
     from hats.pb.pcit.tvs import appraisal_policies_pb2 as policies_pb2
-
-
-def _read(path: str | Path, what: str = "file") -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise HatsError(f"{path}: cannot read {what}: {reason}") from None
-
-
-def parse_evidence(data: bytes, source: str) -> tuple[evidence_pb2.Evidence, str]:
-    """``(evidence, form)`` from a file's bytes; form is ``DiceData``, ``text`` or ``binary``.
-
-    Raises :class:`EvidenceFormatError` naming ``source`` if no form fits.
-    """
-    from google.protobuf import text_format
-    from google.protobuf.message import DecodeError
-
-    from hats.attestation import dice
-    from hats.pb.oak.attestation.v1 import evidence_pb2
-
-    try:
-        dice_data = dice.load_dice_data(data)
-    except AttestationError:
-        pass
-    else:
-        if dice_data.HasField("evidence"):
-            return dice_data.evidence, "DiceData"
-    evidence = evidence_pb2.Evidence()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and "\x00" not in text:
-        try:
-            text_format.Parse(text, evidence)
-        except text_format.ParseError as exc:
-            raise EvidenceFormatError(f"{source}: not a text-format Evidence: {exc}") from None
-        form = "text"
-    else:
-        try:
-            evidence.ParseFromString(data)
-        except DecodeError:
-            raise EvidenceFormatError(
-                f"{source}: not an Evidence proto (binary or text) nor a DiceData"
-            ) from None
-        form = "binary"
-    if not evidence.HasField("root_layer"):
-        raise EvidenceFormatError(f"{source}: the Evidence has no root_layer")
-    return evidence, form
-
-
-def load_evidence(path: str | Path) -> evidence_pb2.Evidence:
-    """The ``Evidence`` in the file at ``path`` (any of the module's forms)."""
-    return parse_evidence(_read(path, "evidence"), str(path))[0]
 
 
 def _parse_now(value: str | None) -> datetime | None:
@@ -492,19 +440,6 @@ def _parse_tcb(value: str) -> verify.Tcb:
     return verify.Tcb(*numbers)
 
 
-#: policy make: each value the policy needs → the options that give it.
-NEEDED_VALUES = {
-    "amd_sev.sha384": "--stage0 STAGE0_BIN --vcpus N --cpu-from EVIDENCE, or --amd-sha384 HEX",
-    "amd_sev.min_tcb_version": "--min-tcb B/T/S/M",
-    "kernel_image_sha256": "--kernel BZIMAGE or --kernel-image-sha256 HEX",
-    "kernel_setup_data_sha256": "--kernel BZIMAGE or --kernel-setup-data-sha256 HEX",
-    "init_ram_fs_sha256": "--initrd FILE or --init-ram-fs-sha256 HEX",
-    "memory_map_sha256": "--memory-map-sha256 HEX",
-    "acpi_table_sha256": "--acpi-table-sha256 HEX",
-    "kernel_cmd_line_regex": "--cmdline TEXT or --kernel-cmdline-regex REGEX",
-}
-
-
 @click.group("policy")
 def policy_group() -> None:
     """Make and check TVS appraisal policies (text-format AppraisalPolicies)."""
@@ -709,271 +644,62 @@ def make_command(
       hats policy make --system-image-sha256 sha256:HEX --bundle-sha256 HEX \\
           --like dice.bin --insecure -o out/policy.txtpb
     """
-    from hats.attestation import policy, provenance
-    from hats.keys.keygen import private_key_from_hex
-    from hats.pb.pcit.tvs import appraisal_policies_pb2 as policies_pb2
+    from hats.attestation import policymake
+    from hats.attestation.measure_cli import parse_guest_features, resolve_cpu
 
-    if system_image is not None and system_image_sha256 is not None:
-        raise click.UsageError("give one of --system-image and --system-image-sha256")
-    image_missing = system_image is None and system_image_sha256 is None
-    if image_missing or (not bundles and not bundle_digests):
-        needs = [
-            *(
-                ["system_image_sha256 (--system-image FILE or --system-image-sha256 HEX)"]
-                if image_missing
-                else []
-            ),
-            *(
-                ["container_binary_sha256 (--bundle FILE or --bundle-sha256 HEX, repeatable)"]
-                if not bundles and not bundle_digests
-                else []
-            ),
-        ]
-        raise click.UsageError(f"missing {'; '.join(needs)}: never copied from --like")
-    for artifact, artifact_name, option, option_name in (
-        (stage0, "--stage0", amd_sha384, "--amd-sha384"),
-        (kernel, "--kernel", kernel_image_sha256, "--kernel-image-sha256"),
-        (kernel, "--kernel", kernel_setup_data_sha256, "--kernel-setup-data-sha256"),
-        (initrd, "--initrd", init_ram_fs_sha256, "--init-ram-fs-sha256"),
-        (cmdline, "--cmdline", kernel_cmdline_regex, "--kernel-cmdline-regex"),
-    ):
-        if artifact is not None and option is not None:
-            raise click.UsageError(f"give one of {artifact_name} and {option_name}")
-    stage0_options = {
-        "--vcpus": vcpus,
-        "--cpu": cpu,
-        "--cpu-from": cpu_from,
-        "--vmm": vmm,
-        "--guest-features": guest_features,
-    }
-    if stage0 is None:
-        stray = [name for name, value in stage0_options.items() if value is not None]
-        if stray:
-            raise click.UsageError(f"{', '.join(stray)} need --stage0")
-    elif insecure:
-        raise click.UsageError("--stage0 measures an SEV-SNP launch: not with --insecure")
-    elif vcpus is None:
-        raise click.UsageError("--stage0 needs --vcpus")
-
-    values = provenance.ReferenceValues()
-    if like is not None:
-        _put_like(values, like, insecure=insecure)
-    if stage0 is not None and vcpus is not None:
-        _put_stage0(values, stage0, vcpus, cpu, cpu_from, vmm or "qemu", guest_features)
-    if kernel is not None:
-        digests = measure.kernel_digests(measure.read_file(kernel, "kernel"), kernel)
-        values.put(
-            "kernel_image_sha256",
-            digests.kernel_image_sha256,
-            provenance.Provenance(
-                "computed", kernel, f"SHA-256 after the {digests.setup_size} setup bytes"
-            ),
-        )
-        values.put(
-            "kernel_setup_data_sha256",
-            digests.kernel_setup_data_sha256,
-            provenance.Provenance(
-                "computed",
-                kernel,
-                f"SHA-256 of the {digests.setup_size} setup bytes as QEMU patches them",
-            ),
-        )
-    if initrd is not None:
-        values.put(
-            "init_ram_fs_sha256",
-            measure.file_sha256(initrd, "initrd"),
-            provenance.Provenance("computed", initrd, "SHA-256 of the file"),
-        )
-    if cmdline is not None:
-        values.put(
-            "kernel_cmd_line_regex",
-            policy.cmdline_regex_for(cmdline),
-            provenance.Provenance(
-                "computed",
-                "--cmdline",
-                f"the command line {provenance.quoted(cmdline)} anchored, only the launcher"
-                f" port free ({policy.PORT_REGEX})",
-            ),
-        )
-    for name, option, given in (
-        ("amd_sev.sha384", "--amd-sha384", amd_sha384),
-        ("kernel_image_sha256", "--kernel-image-sha256", kernel_image_sha256),
-        ("kernel_setup_data_sha256", "--kernel-setup-data-sha256", kernel_setup_data_sha256),
-        ("init_ram_fs_sha256", "--init-ram-fs-sha256", init_ram_fs_sha256),
-        ("memory_map_sha256", "--memory-map-sha256", memory_map_sha256),
-        ("acpi_table_sha256", "--acpi-table-sha256", acpi_table_sha256),
-        ("kernel_cmd_line_regex", "--kernel-cmdline-regex", kernel_cmdline_regex),
-    ):
-        if given is not None:
-            values.put(name, given, provenance.Provenance("option", option))
-    if min_tcb is not None:
-        values.put(
-            "amd_sev.min_tcb_version",
-            _parse_tcb(min_tcb),
-            provenance.Provenance("option", "--min-tcb"),
-        )
-    if insecure:
-        values.values.pop("amd_sev.sha384", None)
-        values.values.pop("amd_sev.min_tcb_version", None)
-    needed = dict(NEEDED_VALUES)
-    if insecure:
-        del needed["amd_sev.sha384"], needed["amd_sev.min_tcb_version"]
-    missing = [f"{name} ({options})" for name, options in needed.items() if not values.has(name)]
-    if missing:
-        raise click.UsageError(
-            f"missing {len(missing)} value{'s' if len(missing) > 1 else ''}: {'; '.join(missing)};"
-            " or copy those from an evidence with --like EVIDENCE"
-        )
-    regex = values.get("kernel_cmd_line_regex")
-    risk = policy.cmdline_regex_risk(regex)
-    if risk is not None:
-        if not allow_open_cmdline_regex:
-            raise PolicyError(
-                f"--kernel-cmdline-regex: {risk}; anchor it (^…:{policy.PORT_REGEX}$) or pass"
-                " --allow-open-cmdline-regex"
-            )
-        click.echo(f"hats: warning: kernel_cmd_line_regex is open-ended: {risk}", err=True)
-    if system_image is not None:
-        values.put(
-            "system_image_sha256",
-            _file_sha256(system_image),
-            provenance.Provenance("computed", system_image, "SHA-256 of the file"),
-        )
-    else:
-        values.put(
-            "system_image_sha256",
-            system_image_sha256,
-            provenance.Provenance("option", "--system-image-sha256"),
-        )
-    containers = [
-        *(
-            (_file_sha256(path), provenance.Provenance("computed", path, "SHA-256 of the file"))
-            for path in bundles
+    request = policymake.PolicyRequest(
+        system_image=system_image,
+        system_image_sha256=system_image_sha256,
+        bundles=bundles,
+        bundle_digests=bundle_digests,
+        stage0=policymake.Stage0Options(
+            path=stage0,
+            vcpus=vcpus,
+            cpu=cpu,
+            cpu_from=cpu_from,
+            vmm=vmm,
+            guest_features=None if guest_features is None else parse_guest_features(guest_features),
         ),
-        *(
-            (digest, provenance.Provenance("option", "--bundle-sha256"))
-            for digest in bundle_digests
-        ),
-    ]
-    for index, (digest, origin) in enumerate(containers):
-        values.put(f"container_binary_sha256[{index}]", digest, origin)
-    made = policy.make_policy(
-        system_image_sha256=values.get("system_image_sha256"),
-        container_sha256=[digest for digest, _ in containers],
+        kernel=kernel,
+        initrd=initrd,
+        cmdline=cmdline,
+        like=like,
+        amd_sha384=amd_sha384,
+        min_tcb=None if min_tcb is None else _parse_tcb(min_tcb),
+        kernel_image_sha256=kernel_image_sha256,
+        kernel_setup_data_sha256=kernel_setup_data_sha256,
+        init_ram_fs_sha256=init_ram_fs_sha256,
+        memory_map_sha256=memory_map_sha256,
+        acpi_table_sha256=acpi_table_sha256,
+        kernel_cmdline_regex=kernel_cmdline_regex,
+        allow_open_cmdline_regex=allow_open_cmdline_regex,
         insecure=insecure,
         description=description,
-        kernel_image_sha256=values.get("kernel_image_sha256"),
-        kernel_setup_data_sha256=values.get("kernel_setup_data_sha256"),
-        init_ram_fs_sha256=values.get("init_ram_fs_sha256"),
-        memory_map_sha256=values.get("memory_map_sha256"),
-        acpi_table_sha256=values.get("acpi_table_sha256"),
-        kernel_cmd_line_regex=regex,
-        amd_sha384=None if insecure else values.get("amd_sev.sha384"),
-        min_tcb=None if insecure else values.get("amd_sev.min_tcb_version"),
+        sign_key=sign_key,
     )
-    if sign_key is not None:
-        key_text = _read(sign_key, "signing key").decode("ascii", errors="replace")
-        policy.sign_policy(made, private_key_from_hex(key_text))
-    policies = policies_pb2.AppraisalPolicies()
-    policies.policies.append(made)
-    warnings = values.warnings()
-    for warning in warnings:
+    try:
+        made = policymake.make_policy_text(request, resolve_cpu)
+    except policymake.PolicyUsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    for warning in made.stderr_warnings():
         click.echo(f"hats: warning: {warning}", err=True)
-    header = values.comments(
-        f"Made by hats {hats.__version__} (hats policy make). Where each value came from"
-        " (informative: not covered by the signature):"
-    )
-    text = header + policy.format_policies(policies)
     make_parent_dirs(Path(output))
-    write_bytes_atomic(Path(output), text.encode("utf-8"))
-    signed = "signed" if sign_key is not None else "unsigned"
+    write_bytes_atomic(Path(output), made.text.encode("utf-8"))
     if as_json:
         document = {
             "hats_version": hats.__version__,
             "output": output,
             "policies": 1,
-            "signed": sign_key is not None,
-            "insecure": insecure,
-            "values": values.as_json(),
-            "warnings": warnings,
+            "signed": made.signed,
+            "insecure": made.insecure,
+            "values": made.values.as_json(),
+            "warnings": made.warnings,
         }
         click.echo(json.dumps(document, indent=2))
         return
-    click.echo(f"{output}: 1 {signed} policy")
-    for line in values.lines():
+    click.echo(f"{output}: 1 {'signed' if made.signed else 'unsigned'} policy")
+    for line in made.values.lines():
         click.echo(f"  {line}")
-
-
-def _put_like(values: provenance.ReferenceValues, like: str, *, insecure: bool) -> None:
-    """The --like evidence's root and kernel values, as copied values (not verified)."""
-    from hats.attestation import policy, provenance, verify
-
-    measurements = verify.extract_root_and_kernel(load_evidence(like))
-    if measurements.amd_measurement is None and not insecure:
-        raise PolicyError(
-            f"{like}: the evidence is {measurements.platform}; an insecure policy needs --insecure"
-        )
-
-    def copied(how: str) -> provenance.Provenance:
-        return provenance.Provenance("evidence", like, how)
-
-    if measurements.amd_measurement is not None:
-        values.put(
-            "amd_sev.sha384",
-            measurements.amd_measurement,
-            copied("the SEV-SNP report's MEASUREMENT"),
-        )
-    if measurements.reported_tcb is not None:
-        values.put(
-            "amd_sev.min_tcb_version",
-            measurements.reported_tcb,
-            copied("the SEV-SNP report's REPORTED_TCB"),
-        )
-    stage0_event = "its Stage0 event (event 0)"
-    for name in (
-        "kernel_image_sha256",
-        "kernel_setup_data_sha256",
-        "init_ram_fs_sha256",
-        "memory_map_sha256",
-        "acpi_table_sha256",
-    ):
-        values.put(name, getattr(measurements, name), copied(stage0_event))
-    values.put(
-        "kernel_cmd_line_regex",
-        policy.cmdline_regex_for(measurements.kernel_cmdline),
-        copied(
-            "its Stage0 event's kernel command line, anchored, only the launcher port free"
-            f" ({policy.PORT_REGEX})"
-        ),
-    )
-
-
-def _put_stage0(
-    values: provenance.ReferenceValues,
-    stage0: str,
-    vcpus: int,
-    cpu: str | None,
-    cpu_from: str | None,
-    vmm: str,
-    guest_features: str | None,
-) -> None:
-    """``amd_sev.sha384`` computed from the stage0 binary (see ``hats measure stage0``)."""
-    from hats.attestation import provenance
-    from hats.attestation.measure_cli import parse_guest_features, resolve_cpu
-
-    signature, cpu_source = resolve_cpu(cpu, cpu_from)
-    if vmm == "qemu" and signature is None:
-        raise click.UsageError("--stage0 needs --cpu or --cpu-from (the QEMU VMM measures it)")
-    features = measure.DEFAULT_GUEST_FEATURES
-    if guest_features is not None:
-        features = parse_guest_features(guest_features)
-    result = measure.snp_launch_measurement(
-        stage0, vcpus=vcpus, cpu=signature, vmm=vmm, guest_features=features
-    )
-    how = f"SEV-SNP launch digest (file SHA-256 {result.firmware_sha256}), {result.inputs()}"
-    if result.cpu is not None:
-        how += f", CPU from {cpu_source}"
-    values.put("amd_sev.sha384", result.sha384, provenance.Provenance("computed", stage0, how))
 
 
 # --- policy check ------------------------------------------------------------------------
