@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ def tree(*entries: Entry) -> EffectiveTree:
         {"name": "etc/hostname"},
     ],
 )
-def test_ownership_and_provenance_are_not_differences(ignored: dict[str, object]) -> None:
+def test_ownership_and_provenance_are_not_differences(ignored: dict[str, Any]) -> None:
     """stage1 ignores ownership; where an entry came from is not what it is."""
     assert tree_changes(tree(FILE), tree(dataclasses.replace(FILE, **ignored))) == []
 
@@ -57,7 +58,7 @@ def test_ownership_and_provenance_are_not_differences(ignored: dict[str, object]
     ],
 )
 def test_what_stage1_unpacks_differently_is_a_change(
-    changed: dict[str, object], fields: tuple[str, ...]
+    changed: dict[str, Any], fields: tuple[str, ...]
 ) -> None:
     changes = tree_changes(tree(FILE), tree(dataclasses.replace(FILE, **changed)))
     assert [(c.path, c.change, c.fields) for c in changes] == [("/etc/hostname", "changed", fields)]
