@@ -19,6 +19,9 @@ so a new README command gets a decision. Not run here, with the reason:
 * the virtual-bridge lines (``sudo ip link add br0 …``, ``sudo … launcher
   serve``): root and a bridge on the host (``tests/vm/test_vm_bridge.py``
   does the same in a network namespace of its own, slow);
+* the reference-mode lines (``hats vm bundle … IMAGE.tar.xz``, ``launcher serve
+  --launcher_config_path launcher_config.txtpb …``): templates, booted by
+  ``tests/vm/test_launcher_reference_boot.py`` (slow);
 * the ``launcher serve … --vmm qemu`` / ``… --logs-file`` lines and
   ``launcher metrics cvm-metrics.json``: templates with placeholders
   (``IMAGE.tar.xz``, ``…``) and a running CVM, shown for their flags.
@@ -46,6 +49,12 @@ NOT_RUN = {
     ".venv/bin/hats launcher metrics": "reads the metrics file of a running launcher",
     "sudo ip link add br0 type bridge": "root: a bridge on the host (tests/vm/test_vm_bridge.py)",
     "sudo .venv/bin/hats launcher serve": "root, a bridge, a VM: tests/vm/test_vm_bridge.py",
+    ".venv/bin/hats vm bundle -o out/system_bundle.tar --image IMAGE.tar.xz": (
+        "a template (IMAGE.tar.xz): tests/vm/test_launcher_reference_boot.py (slow)"
+    ),
+    ".venv/bin/hats launcher serve --launcher_config_path launcher_config.txtpb": (
+        "a template (a config, a TVS, a VM): tests/vm/test_launcher_reference_boot.py (slow)"
+    ),
     ".venv/bin/hats image build examples/test_single.toml --xz-block-size": (
         "needs the default base: test_readme_fast_build_example_runs_as_written (slow)"
     ),
