@@ -282,4 +282,4 @@ def test_launcher_serve_refuses_the_bridge_without_a_tcp_listen_address(tmp_path
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "virtual_bridge" in line]
     assert len(errors) == 1 and "--listen 192.168.100.1:PORT" in errors[0]
-    assert "vm: started" not in result.stdout  # refused before QEMU starts
+    assert "listening on" not in result.stdout  # refused before the launcher serves

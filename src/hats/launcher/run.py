@@ -286,7 +286,7 @@ def guest_plan(
     """Reference or insecure mode for the guest: the options, the listen address, the lines
     to say at start (:mod:`hats.launcher.reference` makes the decisions)."""
     from hats.launcher import qemu_argv, reference
-    from hats.vm.launch import relay_target
+    from hats.vm.launch import check_listen, relay_target
     from hats.vm.qemu import VHOST_VSOCK
 
     sevsnp = is_sevsnp(config)
@@ -297,8 +297,7 @@ def guest_plan(
         source = f"stage0_bin of {images.system_bundle.source}"
     mode = reference.choose_mode(stage0_source=source, sevsnp=sevsnp)
     if not mode.reference:
-        if listen is not None:
-            relay_target(listen)
+        check_listen(vm, listen)  # TCP or unix; virtual_bridge: TCP on the gateway
         return vm, listen, [mode.line]
     port = 1024 + secrets.randbelow(65536 - 1024)
     if listen is not None and parse_address(listen).kind == "vsock":
