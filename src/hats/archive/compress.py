@@ -36,9 +36,11 @@ import hashlib
 import lzma
 import queue
 import threading
+import time
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -53,6 +55,9 @@ BZIP2_MAGIC = b"BZh"
 XZ_PRESET = 6
 QUEUE_DEPTH = 8
 CHUNK = 1 << 20
+#: Bytes handed to the compressing thread at a time, and how many may wait.
+SINK_CHUNK = 4 << 20
+SINK_QUEUE_DEPTH = 4
 # Compressed input is read in pieces of this size; each is decompressed in
 # bounded steps (below), whatever its ratio.
 COMPRESSED_CHUNK = 128 << 10
@@ -260,12 +265,35 @@ def open_decompressed(path: Path) -> Iterator[_QueueReader | BinaryIO]:
         worker.join()
 
 
+@dataclass
+class SinkStats:
+    """Where the compressing thread's time goes (``bench/build_bench.py --profile``).
+
+    Times are ``time.perf_counter`` instants or seconds; ``cpu`` is the
+    compressing thread's own CPU time (``time.thread_time``).
+    """
+
+    chunks: int = 0  # hand-offs to the compressing thread
+    tar_bytes: int = 0
+    started: float = 0.0  # the thread started
+    first_input: float | None = None  # the first chunk arrived
+    finished: float | None = None  # the last compressed byte was written
+    starved: float = 0.0  # seconds waiting for input after the first chunk
+    producer_blocked: float = 0.0  # seconds ``write`` waited on a full queue
+    cpu: float = 0.0
+
+
 class XzSink:
     """Compress written bytes in a worker thread: the reference ``xz -T1 -6``.
 
-    ``write`` batches small writes (tar headers are 512 bytes) into 1 MiB
-    chunks. ``close`` flushes and returns; both digests are then available.
-    Optional ``tar_out`` receives the uncompressed bytes as well.
+    ``write`` batches small writes (tar headers are 512 bytes) into
+    :data:`SINK_CHUNK` (4 MiB) pieces: each hand-off costs the compressing
+    thread a few GIL acquisitions, so they are few. The writing thread hashes
+    the tar and writes ``tar_out`` (optional: the uncompressed bytes as well);
+    the compressing thread only compresses, hashes and writes the (small) xz
+    output, since it is the one the build waits for. ``close`` flushes and
+    returns; both digests are then available. ``stats`` tells where the
+    compressing thread's time went.
     """
 
     def __init__(
@@ -283,7 +311,8 @@ class XzSink:
         self.xz_size = 0
         self.tar_sha256 = hashlib.sha256()
         self.xz_sha256 = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_DEPTH)
+        self.stats = SinkStats(started=time.perf_counter())
+        self._queue: queue.Queue[bytes | None] = queue.Queue(SINK_QUEUE_DEPTH)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="xz-compress", daemon=True)
         self._thread.start()
@@ -292,15 +321,22 @@ class XzSink:
         compressor = lzma.LZMACompressor(
             format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=XZ_PRESET
         )
+        stats = self.stats
+        clock = time.perf_counter
         try:
             while True:
+                waited = clock()
                 chunk = self._queue.get()
+                now = clock()
+                if stats.first_input is None:
+                    stats.first_input = now
+                else:
+                    stats.starved += now - waited
                 if chunk is None:
                     self._emit(compressor.flush())
                     return
-                self.tar_sha256.update(chunk)
-                if self._tar_out is not None:
-                    self._tar_out.write(chunk)
+                stats.chunks += 1
+                stats.tar_bytes += len(chunk)
                 if self._out is not None:
                     self._emit(compressor.compress(chunk))
                 if self._progress is not None:
@@ -309,6 +345,9 @@ class XzSink:
             self._error = exc
             while self._queue.get() is not None:
                 pass
+        finally:
+            stats.finished = clock()
+            stats.cpu = time.thread_time()
 
     def _emit(self, data: bytes) -> None:
         if data and self._out is not None:
@@ -327,15 +366,25 @@ class XzSink:
         self.tar_size += len(data)
         self._pending.append(data)
         self._pending_size += len(data)
-        if self._pending_size >= CHUNK:
+        if self._pending_size >= SINK_CHUNK:
             self._flush_pending()
 
     def _flush_pending(self) -> None:
         if self._pending:
             self._raise_pending_error()
-            self._queue.put(b"".join(self._pending))
+            chunk = b"".join(self._pending)
             self._pending = []
             self._pending_size = 0
+            waited = time.perf_counter()
+            self._queue.put(chunk)
+            self.stats.producer_blocked += time.perf_counter() - waited
+            # Off the compressing thread: it is the one the build waits for.
+            self.tar_sha256.update(chunk)
+            if self._tar_out is not None:
+                try:
+                    self._tar_out.write(chunk)
+                except OSError as exc:
+                    raise HatsError(f"cannot write output: {exc.strerror}") from None
 
     def close(self) -> None:
         self._flush_pending()

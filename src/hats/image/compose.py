@@ -35,17 +35,18 @@ def keeps_data(path: str | None, size: int) -> bool:
 
 
 class _Tap:
-    """Pass chunks through while hashing them and keeping the first bytes."""
+    """Pass chunks through while hashing them (when ``digest``) and keeping the first bytes."""
 
-    def __init__(self, keep_all: bool) -> None:
-        self.sha = hashlib.sha256()
+    def __init__(self, keep_all: bool, digest: bool = True) -> None:
+        self.sha = hashlib.sha256() if digest else None
         self.head = b""
         self._keep_all = keep_all
         self._kept: list[bytes] = []
 
     def run(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
-            self.sha.update(chunk)
+            if self.sha is not None:
+                self.sha.update(chunk)
             if len(self.head) < HEAD_SIZE:
                 self.head = (self.head + chunk)[:HEAD_SIZE]
             if self._keep_all:
@@ -63,11 +64,13 @@ def apply_member(
     layer: str,
     chunks: Iterable[bytes] | None,
     writer: TarWriter | None,
+    digests: bool = True,
 ) -> None:
     """Write one member (when ``writer``) and apply it to ``tree``.
 
     With a writer the tree sees the name as written (the writer's spelling,
     not the input's: ``raw_name`` dropped), since stage1 sorts directories by it.
+    Without ``digests`` files get no SHA-256 in the tree (the lint needs none).
     """
     if writer is not None and member.raw_name is not None:
         member = dataclasses.replace(member, raw_name=None)
@@ -76,22 +79,28 @@ def apply_member(
             writer.add(member)
         tree.add(member, layer)
         return
-    tap = _Tap(keeps_data(normalize(member.name), member.size))
+    tap = _Tap(keeps_data(normalize(member.name), member.size), digests)
     stream = tap.run(chunks if chunks is not None else ())
     if writer is not None:
         writer.add(member, stream)
     else:
         for _ in stream:
             pass
-    tree.add(member, layer, tap.sha.hexdigest(), tap.head, tap.data)
+    sha = tap.sha.hexdigest() if tap.sha is not None else None
+    tree.add(member, layer, sha, tap.head, tap.data)
 
 
 def compose(
     layers: Iterable[Layer],
     writer: TarWriter,
     on_layer: Callable[[str], None] | None = None,
+    digests: bool = True,
 ) -> EffectiveTree:
-    """Write the merged archive of ``layers`` and return its effective tree."""
+    """Write the merged archive of ``layers`` and return its effective tree.
+
+    ``digests=False`` leaves the files' SHA-256 out of the tree: the build's
+    plan pass, which only lints and measures, saves hashing the whole image.
+    """
     merge = DepsMerge()
     tree = EffectiveTree()
     for layer in layers:
@@ -100,8 +109,8 @@ def compose(
         for member, chunks in members_of(layer):
             *parents, final = merge.add(member)
             for parent in parents:
-                apply_member(tree, parent, layer.name, None, writer)
-            apply_member(tree, final, layer.name, chunks, writer)
+                apply_member(tree, parent, layer.name, None, writer, digests)
+            apply_member(tree, final, layer.name, chunks, writer, digests)
     writer.close()
     return tree
 
