@@ -5,10 +5,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from suite_support import short_dir
+
+if TYPE_CHECKING:  # imported by the fixture that needs it: a fast start for the rest
+    from hats.packaging.agents_layer import AgentsTree
 
 
 @pytest.fixture
@@ -32,3 +36,42 @@ def default_base_tar() -> Path:
     from hats.base import default_cache_dir, ensure_default_base
 
     return ensure_default_base(with_python=True, cache_dir=default_cache_dir())
+
+
+@pytest.fixture(scope="session")
+def hats_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A frozen copy of the ``hats`` sources.
+
+    Other work edits src/hats concurrently; builds that are compared with each
+    other must read the same sources.
+    """
+    from hats.packaging.agents_layer import default_hats_source
+
+    target = tmp_path_factory.mktemp("snapshot") / "hats"
+    shutil.copytree(
+        default_hats_source(), target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    return target
+
+
+@pytest.fixture(scope="session")
+def wheel_cache() -> Path:
+    """The real wheel cache (``$HATS_CACHE_DIR`` or ``~/.cache/hats``).
+
+    Tests marked ``network`` need the locked wheels: the first run downloads
+    them from PyPI into it; later runs reuse it and need no network.
+    """
+    from hats.packaging.fetch import default_cache_dir
+
+    return default_cache_dir()
+
+
+@pytest.fixture(scope="session")
+def agents_tree(
+    tmp_path_factory: pytest.TempPathFactory, hats_snapshot: Path, wheel_cache: Path
+) -> AgentsTree:
+    """One agents tree (the locked wheels and ``hats``), built once for the session."""
+    from hats.packaging.agents_layer import build_agents_tree
+
+    root = tmp_path_factory.mktemp("agents") / "tree"
+    return build_agents_tree(root, cache_dir=wheel_cache, hats_source=hats_snapshot)

@@ -4,20 +4,26 @@
   to ~107 bytes); the ``work`` fixture in ``tests/conftest.py`` is one;
 - :class:`Process`: a child process whose stdout and stderr lines are collected;
 - :func:`wait_for`: polling with a deadline;
+- :func:`run_hats`: ``hats ARGS`` in-process, with a subprocess's result (no
+  interpreter start);
 - :func:`assert_no_key_material` and :func:`assert_no_values`: the rule that
   messages, logs and reprs never show key material or secrets.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -93,6 +99,39 @@ def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what or condition}")
         time.sleep(interval)
+
+
+def run_hats(
+    *args: str | Path, stdin: str | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``hats ARGS`` run in this process by :func:`hats.cli.main`, as ``python -m hats`` runs it.
+
+    stdout and stderr are captured (and stdin given) by swapping ``sys``'s
+    streams; ``env`` replaces the environment for the call, as a subprocess's
+    would. The result is a :class:`subprocess.CompletedProcess`, so a test
+    reads the same either way. Keep a few real subprocess tests per CLI for
+    what only a process shows: exit status, no traceback, signals, umask.
+    """
+    from hats.cli import main
+
+    argv = [str(arg) for arg in args]
+    out, err = io.StringIO(), io.StringIO()
+    saved_env = dict(os.environ)
+    saved_stdin = sys.stdin
+    if stdin is not None:
+        sys.stdin = io.StringIO(stdin)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv)
+    finally:
+        sys.stdin = saved_stdin
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["hats", *argv], code, out.getvalue(), err.getvalue())
 
 
 def assert_no_key_material(text: str) -> None:

@@ -8,7 +8,6 @@ import lzma
 import os
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,10 +18,10 @@ from xz_testdata import needs_xz, noise, text, xz_cli
 from hats.archive.blockcache import MAGIC, BlockCache, BlockCacheError, default_block_cache_dir
 from hats.archive.xzparallel import settings_id, xz_multiblock
 from hats.keys.keygen import generate_key_pair
+from suite_support import run_hats
 
 KiB = 1 << 10
 ROOT = Path(__file__).resolve().parents[2]
-HATS = [sys.executable, "-m", "hats"]
 
 
 def entries(cache: Path) -> list[Path]:
@@ -153,9 +152,8 @@ def test_default_location_follows_the_hats_cache(
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*HATS, *map(str, args)], capture_output=True, text=True, timeout=300, env=env
-    )
+    """``hats ARGS`` in-process (exit codes and one-line errors as a process gives them)."""
+    return run_hats(*args, env=env)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> None:

@@ -1,4 +1,9 @@
-"""``hats image`` end to end: real processes, real files, bad input."""
+"""``hats image`` end to end: real files, bad input.
+
+In-process (:func:`suite_support.run_hats`), except what
+only a real process shows: exit status and stderr of an unknown option and of a
+bad key file, and the build's independence from umask, TZ and locale.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +22,17 @@ import pytest
 from image_support import Inputs
 
 import shared_data
+from hats.packaging import agents_layer
+from hats.packaging.agents_layer import AgentsTree
+from suite_support import run_hats
 
 HATS = [sys.executable, "-m", "hats"]
 
 
-def run(
-    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def run_process(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``hats ARGS`` as a real process."""
     return subprocess.run(
-        [*HATS, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+        [*HATS, *map(str, args)], capture_output=True, text=True, timeout=300, check=False
     )
 
 
@@ -70,7 +77,7 @@ def test_build_json_and_outputs(
     tmp_path: Path, bases: dict[str, Path], inputs: Inputs, keys: Path
 ) -> None:
     out = tmp_path / "out" / "hats_system_image_test_single.tar.xz"
-    result = run(
+    result = run_hats(
         "image",
         "build",
         *base_args(bases["xz"], inputs, keys),
@@ -103,16 +110,16 @@ def test_build_json_and_outputs(
     )
     assert by_path["/etc/systemd/network/10-enp0s1.network"]["size"] == 0
     # verify against the digest, the sums file and a policy
-    assert run("image", "verify", out, "--sha256", digest).returncode == 0
-    assert run("image", "verify", out, "--sums", tmp_path / "SHA256SUMS").returncode == 0
-    assert run("image", "verify", out, "--sha256", "0" * 64).returncode == 1
+    assert run_hats("image", "verify", out, "--sha256", digest).returncode == 0
+    assert run_hats("image", "verify", out, "--sums", tmp_path / "SHA256SUMS").returncode == 0
+    assert run_hats("image", "verify", out, "--sha256", "0" * 64).returncode == 1
 
 
 def test_verify_against_policies(tmp_path: Path) -> None:
     policy = shared_data.EVIDENCE / "on-perm-reference.txtpb"
     image = tmp_path / "x.tar.xz"
     image.write_bytes(lzma.compress(b"not the reference image"))
-    result = run("image", "verify", image, "--policy", policy)
+    result = run_hats("image", "verify", image, "--policy", policy)
     assert result.returncode == 1 and "MISMATCH" in result.stderr
     mine = tmp_path / "policy.txtpb"
     digest = hashlib.sha256(image.read_bytes()).hexdigest()
@@ -124,16 +131,16 @@ def test_verify_against_policies(tmp_path: Path) -> None:
         + "f" * 64
         + '"\n'
     )
-    assert run("image", "verify", image, "--policy", mine).returncode == 0
+    assert run_hats("image", "verify", image, "--policy", mine).returncode == 0
     bad = tmp_path / "bad.txtpb"
     bad.write_text('policies { measurement { system_image_sha256: "xyz" } }')
     assert_one_line_error(
-        run("image", "verify", image, "--policy", bad), "bad.txtpb", "not a SHA-256"
+        run_hats("image", "verify", image, "--policy", bad), "bad.txtpb", "not a SHA-256"
     )
     syntax = tmp_path / "syntax.txtpb"
     syntax.write_text("policies { measurement { system_image_sha256: ")
     assert_one_line_error(
-        run("image", "verify", image, "--policy", syntax),
+        run_hats("image", "verify", image, "--policy", syntax),
         "syntax.txtpb",
         "not a text-format AppraisalPolicies",
     )
@@ -151,19 +158,19 @@ def test_spec_file_build_equals_options_build(
         f'[binaries]\norchestrator = "{inputs.orchestrator}"\nagent = "{inputs.agent}"\n'
         f'syslogd = "{inputs.syslogd}"\n'
     )
-    first = run("image", "build", "-q", spec, "--json")
+    first = run_hats("image", "build", "-q", spec, "--json")
     assert first.returncode == 0, first.stderr
-    second = run(
+    second = run_hats(
         "image", "build", "-q", *base_args(bases["xz"], inputs, keys), "-o", tmp_path / "cli.tar.xz"
     )
     assert second.returncode == 0, second.stderr
     assert (spec.parent / "built.tar.xz").read_bytes() == (tmp_path / "cli.tar.xz").read_bytes()
     # An option given with a spec overrides it (as mkosi's do); --json shows the merged settings.
-    mixed = run("image", "build", "-q", spec, "--base", bases["xz"], "--json")
+    mixed = run_hats("image", "build", "-q", spec, "--base", bases["xz"], "--json")
     assert mixed.returncode == 0, mixed.stderr
     assert json.loads(mixed.stdout)["settings"]["base"] == str(bases["xz"])
     spec.write_text(spec.read_text() + "colour = 'blue'\n")
-    assert_one_line_error(run("image", "build", spec), "image.toml", "unknown key 'colour'")
+    assert_one_line_error(run_hats("image", "build", spec), "image.toml", "unknown key 'colour'")
 
 
 def test_diff_and_inspect(
@@ -171,7 +178,7 @@ def test_diff_and_inspect(
 ) -> None:
     a, b = tmp_path / "a.tar.xz", tmp_path / "b.tar.xz"
     assert (
-        run(
+        run_hats(
             "image",
             "build",
             "-q",
@@ -182,7 +189,7 @@ def test_diff_and_inspect(
         == 0
     )
     assert (
-        run(
+        run_hats(
             "image",
             "build",
             "-q",
@@ -192,9 +199,9 @@ def test_diff_and_inspect(
         ).returncode
         == 0
     )
-    same = run("image", "diff", a, a)
+    same = run_hats("image", "diff", a, a)
     assert same.returncode == 0 and "no differences" in same.stdout
-    diff = run("image", "diff", a, b, "--json")
+    diff = run_hats("image", "diff", a, b, "--json")
     assert diff.returncode == 1
     changes = {c["path"]: c for c in json.loads(diff.stdout)["changes"]}
     assert set(changes) == {
@@ -202,15 +209,15 @@ def test_diff_and_inspect(
         "/etc/systemd/system/oak-orchestrator.service",
     }
     assert changes["/hats/tvs_public_keys.txt"]["fields"] == ["sha256", "size"]
-    shown = run("image", "inspect", a, "/etc/systemd", "--json")
+    shown = run_hats("image", "inspect", a, "/etc/systemd", "--json")
     entries = {e["path"]: e for e in json.loads(shown.stdout)["entries"]}
     assert "/etc/hostname" not in entries
     assert entries["/etc/systemd/network/10-enp0s1.network"]["size"] == 0
     assert len(entries["/etc/systemd/network/10-enp0s1.network"]["overrides"]) == 1
-    text = run("image", "inspect", a, "/tmp", "/usr/bin/passwd")
+    text = run_hats("image", "inspect", a, "/tmp", "/usr/bin/passwd")
     assert text.returncode == 0
     assert text.stdout.splitlines()[0].startswith("drwxrwxrwx")  # sticky bit dropped
-    missing = run("image", "inspect", a, "/nope")
+    missing = run_hats("image", "inspect", a, "/nope")
     assert_one_line_error(missing, "/nope", "not in the image")
 
 
@@ -223,7 +230,7 @@ def test_lint_errors_fail_the_build_and_leave_nothing(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "img.tar.xz"
-    result = run(
+    result = run_hats(
         "image",
         "build",
         *base_args(base, inputs, reference_keys / "test_single.txt"),
@@ -234,7 +241,7 @@ def test_lint_errors_fail_the_build_and_leave_nothing(
     )
     assert_one_line_error(result, "/oak", "[oak-dir]", "not written")
     assert list(out_dir.iterdir()) == []
-    allowed = run(
+    allowed = run_hats(
         "image",
         "build",
         "-q",
@@ -245,7 +252,7 @@ def test_lint_errors_fail_the_build_and_leave_nothing(
         "oak-dir",
     )
     assert allowed.returncode == 0, allowed.stderr
-    lint = run("image", "lint", out, "--json")
+    lint = run_hats("image", "lint", out, "--json")
     assert lint.returncode == 1
     codes = {f["code"] for f in json.loads(lint.stdout)["findings"]}
     assert {"oak-dir", "special-bits", "device"} <= codes
@@ -268,7 +275,7 @@ def test_key_count_must_suit_the_share_type(
     share: str,
     needle: str,
 ) -> None:
-    result = run(
+    result = run_hats(
         "image",
         "build",
         *base_args(bases["xz"], inputs, reference_keys / keys_name, share),
@@ -282,12 +289,14 @@ def test_key_count_must_suit_the_share_type(
 def test_bad_key_file_names_the_line(
     tmp_path: Path, bases: dict[str, Path], inputs: Inputs, reference_keys: Path
 ) -> None:
+    """A real process: the one line on stderr is all the user sees, without the key."""
     lines = (reference_keys / "test_shamir_2_of_3.txt").read_text().splitlines()
     bad = tmp_path / "keys.txt"
     bad.write_text(lines[0] + "\n" + lines[1][:-2] + "zz\n")
-    result = run(
+    result = run_process(
         "image", "build", *base_args(bases["xz"], inputs, bad, "xor"), "-o", tmp_path / "x.tar.xz"
     )
+    assert result.returncode == 1, result.stderr
     assert_one_line_error(result, f"{bad}:2")
     assert lines[1][2:20] not in result.stderr
     assert no_leftovers(tmp_path)
@@ -321,7 +330,7 @@ def test_bad_bases_fail_with_one_line_and_no_output(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     for name, (path, needle) in write_corrupt_bases(work, bases["tar"]).items():
-        result = run(
+        result = run_hats(
             "image", "build", "-q", *base_args(path, inputs, keys), "-o", out_dir / f"{name}.tar.xz"
         )
         assert_one_line_error(result, needle)
@@ -344,7 +353,7 @@ def test_hostile_names_are_lint_errors(
 ) -> None:
     extra = hostile_tar(tmp_path / "evil.tar", name)
     good = tmp_path / "out.tar.xz"
-    result = run(
+    result = run_hats(
         "image",
         "build",
         "-q",
@@ -377,14 +386,14 @@ def test_unwritable_output_and_unknown_option(
     locked.mkdir()
     target = locked / "sub"
     target.write_text("a file, not a directory")
-    result = run(
+    result = run_hats(
         "image", "build", *base_args(bases["tar"], inputs, keys), "-o", target / "img.tar.xz"
     )
     assert_one_line_error(result, "img.tar.xz")
-    unknown = run("image", "build", "--frobnicate")
+    unknown = run_process("image", "build", "--frobnicate")  # as the shell sees it
     assert unknown.returncode == 2 and "No such option" in unknown.stderr
     assert "Traceback" not in unknown.stderr
-    not_xz = run(
+    not_xz = run_hats(
         "image", "build", *base_args(bases["tar"], inputs, keys), "-o", tmp_path / "img.tar"
     )
     assert_one_line_error(not_xz, "must be an .xz file")
@@ -461,11 +470,14 @@ def test_extraction_by_gnu_tar_and_tarfile_gives_the_effective_tree(
 ) -> None:
     out = tmp_path / "img.tar.xz"
     assert (
-        run("image", "build", "-q", *base_args(bases["xz"], inputs, keys), "-o", out).returncode
+        run_hats(
+            "image", "build", "-q", *base_args(bases["xz"], inputs, keys), "-o", out
+        ).returncode
         == 0
     )
     expected = {
-        e["path"]: e for e in json.loads(run("image", "inspect", out, "--json").stdout)["entries"]
+        e["path"]: e
+        for e in json.loads(run_hats("image", "inspect", out, "--json").stdout)["entries"]
     }
     gnu = tmp_path / "gnu"
     gnu.mkdir()
@@ -495,7 +507,7 @@ def test_systemd_analyze_accepts_the_rendered_units(
     tmp_path: Path, bases: dict[str, Path], inputs: Inputs, reference_keys: Path
 ) -> None:
     out = tmp_path / "img.tar.xz"
-    result = run(
+    result = run_hats(
         "image",
         "build",
         "-q",
@@ -530,11 +542,18 @@ def test_systemd_analyze_accepts_the_rendered_units(
 
 @pytest.mark.network
 def test_default_agents_need_python_in_the_base(
-    tmp_path: Path, bases: dict[str, Path], keys: Path
+    tmp_path: Path,
+    bases: dict[str, Path],
+    keys: Path,
+    agents_tree: AgentsTree,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without binaries the image runs our agents; lint catches a base without python3."""
+    # The session's agents tree (tests/packaging checks how it is built) stands
+    # in for the two builds' own: the same wheels and hats sources.
+    monkeypatch.setattr(agents_layer, "build_agents_tree", lambda _root, **_: agents_tree)
     out = tmp_path / "img.tar.xz"
-    result = run(
+    result = run_hats(
         "image",
         "build",
         "-q",
@@ -550,7 +569,7 @@ def test_default_agents_need_python_in_the_base(
     )
     assert_one_line_error(result, "[missing-exec]", "interpreter /usr/bin/python3")
     assert not out.exists()
-    allowed = run(
+    allowed = run_hats(
         "image",
         "build",
         "-q",
