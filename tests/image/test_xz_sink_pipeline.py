@@ -1,0 +1,63 @@
+"""The reference compressor's pipeline (issue 16 item 5): same bytes, work off its thread."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import lzma
+import tarfile
+from pathlib import Path
+
+from hats.archive.compress import SINK_CHUNK, XzSink
+from hats.archive.tarstream import TarWriter
+from hats.image.compose import compose
+from hats.image.layers import ArchiveLayer
+
+
+def test_sink_output_is_liblzma_preset_6_crc64_and_hands_off_big_pieces() -> None:
+    # tar-like writes: 512-byte headers, a 5 MiB member, a tail
+    pieces = [b"h" * 512, bytes(range(256)) * (5 * 4096), b"t" * 512, b"\0" * 10240]
+    data = b"".join(pieces)
+    out, tar_out = io.BytesIO(), io.BytesIO()
+    seen: list[int] = []
+    sink = XzSink(out, tar_out, seen.append)
+    for piece in pieces:
+        sink.write(piece)
+    sink.close()
+    # the reference: xz -T1 -6, i.e. liblzma's single-threaded encoder, CRC64
+    expected = lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=6)
+    assert out.getvalue() == expected
+    assert sink.xz_sha256.hexdigest() == hashlib.sha256(expected).hexdigest()
+    assert sink.xz_size == len(expected)
+    assert tar_out.getvalue() == data
+    assert sink.tar_sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert sink.tar_size == sum(seen) == len(data)
+    stats = sink.stats
+    assert stats.tar_bytes == len(data)
+    # batched: no hand-off below SINK_CHUNK except the last one
+    assert stats.chunks == len(seen) <= len(data) // SINK_CHUNK + 1
+    assert stats.first_input is not None and stats.finished is not None
+    assert stats.finished >= stats.first_input and stats.cpu > 0
+
+
+def test_plan_pass_without_digests_sees_the_same_tree(tmp_path: Path) -> None:
+    base = tmp_path / "base.tar"
+    with tarfile.open(base, "w", format=tarfile.GNU_FORMAT) as tar:
+        for name, body in (("bin/sh", b"#!/bin/busybox\n"), ("etc/x", b"x" * 3000)):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    layers = [ArchiveLayer("base", base)]
+    sizes = []
+    trees = []
+    for digests in (True, False):
+        writer = TarWriter(lambda _data: None)
+        trees.append(compose(layers, writer, digests=digests))
+        sizes.append(writer.offset)
+    full, planned = trees
+    assert sizes[0] == sizes[1] == base.stat().st_size
+    assert full.member_count == planned.member_count
+    assert sorted(full.entries) == sorted(planned.entries)
+    assert full.entries["etc/x"].sha256 == hashlib.sha256(b"x" * 3000).hexdigest()
+    assert planned.entries["etc/x"].sha256 is None
+    assert planned.entries["bin/sh"].head == full.entries["bin/sh"].head == b"#!/bin/busybox\n"
