@@ -283,3 +283,12 @@ def test_a_bridge_plan_without_vsock_dials_the_gateway(tmp_path: Path) -> None:
         " --launcher-addr=http://192.168.1.1:8080"
     )
     assert not any(word.startswith("vhost-vsock-pci") for word in argv)
+
+
+def test_with_vsock_the_listen_address_is_host_cid_2() -> None:
+    assert rm.vsock_listen(None, 41337) == "vsock://2:41337"
+    assert rm.vsock_listen("vsock://2:5000", 41337) == "vsock://2:5000"
+    assert rm.vsock_listen("vsock://5000", 41337) == "vsock://2:5000"
+    for other in ("127.0.0.1:8080", "unix:/l.sock", "vsock://3:5000"):
+        with pytest.raises(rm.ReferenceModeError, match="listens on vsock://2:PORT"):
+            rm.vsock_listen(other, 41337)

@@ -150,7 +150,8 @@ FLAG_RULE = (
     type=click.Choice(["none", "qemu"]),
     default="none",
     show_default=True,
-    help="qemu: boot the system image in a QEMU guest (insecure mode) against this launcher.",
+    help="qemu: boot the system image in a QEMU guest against this launcher: the reference"
+    " launcher's QEMU command line with a stage0 or a SEV-SNP config, else our insecure boot.",
 )
 @click.option(
     "--accel",
@@ -191,8 +192,9 @@ FLAG_RULE = (
 @click.option(
     "--stage0",
     type=_FILE,
-    help="With --vmm qemu: Oak's stage0_bin, booted with -bios (QEMU >= 8) [default: the"
-    " system bundle's stage0_bin, if it has one; else no stage0, a simulated root].",
+    help="With --vmm qemu: Oak's stage0_bin, booted with -bios (QEMU >= 8) in reference mode"
+    " [default: the system bundle's stage0_bin, if it has one; else no stage0: the insecure"
+    " boot, a simulated root].",
 )
 @click.option("--vm-cpus", type=click.IntRange(1, 64), help="With --vmm qemu: vCPUs [default: 2].")
 @click.option(
@@ -235,7 +237,10 @@ def serve_command(
 
     With --vmm qemu it also boots the guest (hats.vm) and stops when
     QEMU exits; on SIGINT/SIGTERM it first powers the guest off (ACPI power
-    button, then kill after two minutes).
+    button, then kill after two minutes). With a stage0 (--stage0 or the
+    system bundle's) or a SEV-SNP config it runs the reference launcher's
+    QEMU command line (reference mode), else our insecure boot; it says which
+    in one line, and what it changed for this host (TCG, no vsock).
 
     \b
     Examples:

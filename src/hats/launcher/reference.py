@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from hats.errors import HatsError
 from hats.launcher import qemu_argv as ref
 from hats.pb.pcit.client import launcher_config_pb2
+from hats.transport import VMADDR_CID_HOST, parse_address
 from hats.vm.qemu import LAUNCHER_GUEST_ADDR, LAUNCHER_GUEST_HOST, LAUNCHER_GUEST_PORT, escape
 
 SEVSNP = launcher_config_pb2.CVMTYPE_SEVSNP
@@ -136,6 +137,24 @@ def choose_transport(*, vhost_vsock: bool, network_mode: str | None, vsock_port:
         "vm: no /dev/vhost-vsock: the launcher's gRPC goes over the guest network (SLIRP guest"
         f" forward {LAUNCHER_GUEST_HOST}:{LAUNCHER_GUEST_PORT}), not vsock",
     )
+
+
+def vsock_listen(listen: str | None, drawn_port: int) -> str:
+    """Rule 3 with vsock: the launcher's listen address, ``vsock://2:PORT``.
+
+    ``--listen vsock://2:PORT`` (or ``vsock://PORT``) fixes the port; no
+    ``--listen`` takes ``drawn_port``; any other address is refused (the
+    reference's guest dials vsock only).
+    """
+    if listen is None:
+        return f"vsock://2:{drawn_port}"
+    address = parse_address(listen)
+    if address.kind != "vsock" or address.cid != VMADDR_CID_HOST:
+        raise ReferenceModeError(
+            f"--listen {listen}: in reference mode with /dev/vhost-vsock the launcher listens on"
+            " vsock://2:PORT (the guest's --launcher-addr); give that or no --listen"
+        )
+    return f"vsock://2:{address.port}"
 
 
 @dataclass(frozen=True)

@@ -299,19 +299,19 @@ def guest_plan(
     if not mode.reference:
         check_listen(vm, listen)  # TCP or unix; virtual_bridge: TCP on the gateway
         return vm, listen, [mode.line]
+    vhost_vsock = VHOST_VSOCK.exists()
     port = 1024 + secrets.randbelow(65536 - 1024)
-    if listen is not None and parse_address(listen).kind == "vsock":
+    if vhost_vsock:
+        listen = reference.vsock_listen(listen, port)
         port = parse_address(listen).port
     transport = reference.choose_transport(
-        vhost_vsock=VHOST_VSOCK.exists(), network_mode=vm.network_mode, vsock_port=port
+        vhost_vsock=vhost_vsock, network_mode=vm.network_mode, vsock_port=port
     )
-    if transport.vsock:
-        listen = f"vsock://2:{port}"
-    elif vm.bridge is not None:
+    if vm.bridge is not None and not transport.vsock:
         from hats.vm.bridge import guest_launcher_addr
 
         guest_launcher_addr(listen or "unix:(private socket)", vm.bridge)  # reachable?
-    elif listen is not None:
+    elif listen is not None and not transport.vsock:
         relay_target(listen)  # e.g. --listen vsock://… without /dev/vhost-vsock
     plan = reference.ReferencePlan(
         config=reference.reference_config(
