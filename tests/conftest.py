@@ -15,6 +15,16 @@ if TYPE_CHECKING:  # imported by the fixture that needs it: a fast start for the
     from hats.packaging.agents_layer import AgentsTree
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``-n``, ``--dist loadgroup``) the ``slow`` tests run
+    on one worker, one after the other: two VM boots or two real base builds
+    (one shared cache) never run at the same time."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group("slow"))
+
+
 @pytest.fixture
 def work() -> Iterator[Path]:
     """A short, empty work directory, removed after the test (unix socket paths need it)."""

@@ -1,17 +1,19 @@
 """The ``hats`` command starts fast: groups load only when named.
 
 ``hats --help`` must not pay for grpc, cryptography or protobuf, and every
-``hats X --help`` only for group X. The ratio test compares the import of
-``hats.cli`` with an empty interpreter start measured in the same run, so it
-holds on slow and fast machines alike.
+``hats X --help`` only for group X. The ratio tests compare the import of
+``hats.cli`` with an empty interpreter start measured in the same run, so they
+hold on slow and fast machines alike. Both are measured in CPU seconds (the
+child's user + system time), which other work on the machine (the test suite's
+other worker) does not stretch as it stretches wall time.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import time
 
 import click
 import pytest
@@ -26,13 +28,23 @@ HEAVY = ("grpc", "cryptography", "google.protobuf", "cbor2", "rich", "zstandard"
 MAX_IMPORT_RATIO = 8.0
 
 
+def _cpu_seconds(argv: list[str]) -> float:
+    """The CPU time (user + system) of one run of ``argv``."""
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    assert process.returncode == 0, argv
+    return usage.ru_utime + usage.ru_stime
+
+
 def _fastest(argv: list[str], runs: int = 7) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        best = min(best, time.perf_counter() - start)
-    return best
+    return min(_cpu_seconds(argv) for _ in range(runs))
+
+
+@pytest.fixture(scope="module")
+def empty_start() -> float:
+    """An empty interpreter start (CPU seconds), measured once for the module."""
+    return _fastest([sys.executable, "-c", "pass"])
 
 
 def _modules_after(code: str) -> set[str]:
@@ -45,12 +57,12 @@ def _modules_after(code: str) -> set[str]:
     return set(json.loads(out.splitlines()[-1]))
 
 
-def test_import_of_hats_cli_holds_its_ratio_to_an_empty_start() -> None:
-    empty = _fastest([sys.executable, "-c", "pass"])
+def test_import_of_hats_cli_holds_its_ratio_to_an_empty_start(empty_start: float) -> None:
+    empty = empty_start
     cli_import = _fastest([sys.executable, "-c", "import hats.cli"])
     ratio = cli_import / empty
     assert ratio <= MAX_IMPORT_RATIO, (
-        f"import hats.cli took {cli_import * 1000:.0f} ms = {ratio:.1f}x an empty start "
+        f"import hats.cli cost {cli_import * 1000:.0f} ms of CPU = {ratio:.1f}x an empty start "
         f"({empty * 1000:.0f} ms); bound {MAX_IMPORT_RATIO}x"
     )
 
@@ -62,12 +74,12 @@ MAX_GROUP_HELP_RATIO = 19.0
 
 
 @pytest.mark.parametrize("name", sorted(LAZY_GROUPS))
-def test_group_help_holds_its_ratio_to_an_empty_start(name: str) -> None:
-    empty = _fastest([sys.executable, "-c", "pass"])
+def test_group_help_holds_its_ratio_to_an_empty_start(name: str, empty_start: float) -> None:
+    empty = empty_start
     shown = _fastest([sys.executable, "-m", "hats", name, "--help"], runs=3)
     ratio = shown / empty
     assert ratio <= MAX_GROUP_HELP_RATIO, (
-        f"hats {name} --help took {shown * 1000:.0f} ms = {ratio:.1f}x an empty start"
+        f"hats {name} --help cost {shown * 1000:.0f} ms of CPU = {ratio:.1f}x an empty start"
     )
 
 

@@ -33,9 +33,10 @@ def container() -> Iterator[Path]:
 
 
 def unpack(bundle: bytes, container: Path) -> float:
-    start = time.perf_counter()
+    """Unpack; the CPU seconds it took (a busy machine does not stretch them)."""
+    start = time.process_time()
     unpack_bundle(bundle, container, uid=None, gid=None, ipc_socket_path=SOCKET)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def chain(levels: int, mode: int = 0o751) -> bytes:
@@ -66,10 +67,10 @@ def test_four_thousand_levels_are_refused_in_well_under_a_second(container: Path
     the top) and as long again unpacking; now refused at the first member whose
     path reaches PATH_MAX."""
     data = chain(4000)
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(BundleError) as info:
         unpack(data, container)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     message = str(info.value)
     assert "\n" not in message
     first_too_long = "rootfs/" + "d/" * 2045  # 7 + 4090 - 1 = 4096 bytes without the slash
