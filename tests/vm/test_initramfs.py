@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from test_cpio import parse_newc
 
+from hats.vm.bridge import BridgeError
 from hats.vm.initramfs import (
     InitramfsError,
     load_order,
@@ -18,7 +19,6 @@ from hats.vm.initramfs import (
     module_name,
 )
 from hats.vm.launch import options_from_config
-from hats.vm.qemu import QemuError
 from hats.vm.tree import Device, Tree, TreeError
 
 
@@ -102,7 +102,8 @@ def test_options_from_launcher_config() -> None:
     config.cvm_config.cvm_type = launcher_config_pb2.CVMTYPE_SEVSNP
     assert options_from_config(config).network_mode == "inbound_and_outbound"
     config.cvm_config.network_config.virtual_bridge.virtual_bridge_device = "br0"
-    with pytest.raises(QemuError, match="virtual_bridge"):
+    # A bridge without the CVM's address: the reference's refusal (upstream-facts F7).
+    with pytest.raises(BridgeError, match=r"^An IP address must be provided for a VM"):
         options_from_config(config)
 
 
