@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from hats.launcher.qemu_argv import bridge_script
 from hats.pb.pcit.client import launcher_config_pb2
 from hats.stage1.network import choose_device, parse_ip_option
 from hats.vm.bridge import (
@@ -55,8 +54,6 @@ def test_ifup_script_is_the_reference_text() -> None:
         "ip link set dev $1 up\n"
     )
     assert ifup_script("br0") == expected
-    # The launcher's dry run (hats launcher qemu-command) prints the same script.
-    assert bridge_script("br0") == expected
 
 
 @pytest.mark.parametrize("name", ["", "a" * 16, "br 0", "br/0", "br:0", "..", "br\n0"])

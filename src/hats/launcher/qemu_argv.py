@@ -22,7 +22,7 @@ The rules, in argv order (F7, system-image §3.5 and §5.3):
    ``127.0.0.1:<host_enclave_app_proxy_port>`` to ``10.0.2.15:8080``, plus the
    ``guestfwd`` to ``nc 127.0.0.1 <workload_service_port>`` only when that
    port is given (the reference launcher never gives it). virtual_bridge: a
-   TAP ``tap<R>`` whose ifup script (:func:`bridge_script`; the reference
+   TAP ``tap<R>`` whose ifup script (:func:`hats.vm.bridge.ifup_script`; the reference
    writes it to ``mkstemp("/tmp/qemu-if-XXXXXX")``) joins the bridge, and the
    reference's device string with ``netdev=`` twice and MAC
    ``d6:ef:77:16:a5:<XX>``. A missing bridge, IP or gateway is refused with
@@ -50,18 +50,23 @@ from dataclasses import dataclass
 
 from hats.errors import HatsError
 from hats.pb.pcit.client import launcher_config_pb2
-
-#: The reference's refusals for virtual_bridge (F7), word for word.
-NO_BRIDGE = "virtual_bridge must be provided for a VM with routable IP."
-NO_IP = "An IP address must be provided for a VM with routable IP."
-NO_GATEWAY = "A gateway address must be provided for a VM with routable IP."
+from hats.vm.bridge import (
+    NET_DEVICE,
+    NO_BRIDGE,
+    NO_GATEWAY,
+    NO_IP,
+    TAP_RANGE,
+    BridgeError,
+    TapDraw,
+    ifup_script,
+    mac_address,
+    tap_name,
+)
 
 CID_RANGE = (1024, 1000000)
-TAP_RANGE = 10000
 #: What the reference's script path looks like (its mkstemp template).
 SCRIPT_TEMPLATE = "/tmp/qemu-if-XXXXXX"
 
-_NET_DEVICE = "virtio-net-pci,disable-legacy=on,iommu_platform=true,netdev=netdev,romfile="
 _GUEST_IP = "10.0.2.15"
 _MASK_IFACE = "255.255.255.0::enp0s1:off"
 
@@ -109,17 +114,6 @@ class QemuCommand:
     def command(self) -> str:
         """The reference's logged form: the binary, then the argv (binary again), spaced."""
         return " ".join((self.binary, *self.argv))
-
-
-def bridge_script(bridge: str) -> str:
-    """The virtual_bridge ifup script the reference writes (QEMU passes the tap as ``$1``)."""
-    return (
-        "#!/bin/sh\n"
-        "ip link set dev $1 promisc on\n"
-        "ip address replace 0.0.0.0 dev $1\n"
-        f"ip link set dev $1 master {bridge}\n"
-        "ip link set dev $1 up\n"
-    )
 
 
 def qemu_argv(
@@ -190,7 +184,7 @@ def _network(
         if workload_service_port is not None:
             netdev += f",guestfwd=tcp:10.0.2.100:8080-cmd:nc 127.0.0.1 {workload_service_port}"
         gateway = "" if mode == "inbound_only" else "10.0.2.2"
-        words = ["-netdev", netdev, "-device", _NET_DEVICE]
+        words = ["-netdev", netdev, "-device", NET_DEVICE]
         return words, f"{_GUEST_IP}::{gateway}:{_MASK_IFACE}", None
     if mode == "virtual_bridge":
         bridge = cvm.network_config.virtual_bridge
@@ -200,16 +194,20 @@ def _network(
             raise QemuArgvError(NO_IP)
         if not bridge.cvm_gateway_addr:
             raise QemuArgvError(NO_GATEWAY)
-        tap = f"tap{randomness.tap}"
-        mac = f"d6:ef:77:16:a5:{randomness.mac_byte:02x}"
+        tap_draw = TapDraw(tap=randomness.tap, mac_byte=randomness.mac_byte)
+        tap, mac = tap_name(tap_draw), mac_address(tap_draw)
+        try:
+            script = ifup_script(bridge.virtual_bridge_device)
+        except BridgeError as exc:  # the name goes into a shell script: never unchecked
+            raise QemuArgvError(str(exc)) from None
         words = [
             "-netdev",
             f"tap,id={tap},ifname={tap},script={script_path}",
             "-device",
-            f"{_NET_DEVICE},netdev={tap},mac={mac}",
+            f"{NET_DEVICE},netdev={tap},mac={mac}",
         ]
         ip_config = f"{bridge.cvm_ip_addr}::{bridge.cvm_gateway_addr}:{_MASK_IFACE}"
-        return words, ip_config, bridge_script(bridge.virtual_bridge_device)
+        return words, ip_config, script
     raise QemuArgvError(
         "cvm_config.network_config is not set (inbound_only, inbound_and_outbound"
         " or virtual_bridge)"
