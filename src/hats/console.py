@@ -323,7 +323,12 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def as_steps(progress: Emit | Steps | None) -> Steps:
+Progress = Emit | Steps
+"""What a long operation takes as ``progress``: a :class:`Steps` (its steps nest in the
+caller's current one) or a plain line callback (see :func:`as_steps`)."""
+
+
+def as_steps(progress: Progress | None) -> Steps:
     """A :class:`Steps` for a caller's ``progress``: itself, plain lines to a callback, or quiet."""
     if isinstance(progress, Steps):
         return progress

@@ -28,8 +28,8 @@ import pytest
 from image_support import Inputs
 
 from hats.cli import main
+from hats.console import PlainProgress
 from hats.image import build as build_module
-from hats.image.progress import PlainProgress
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 Run = Callable[..., tuple[int, str, str]]
@@ -287,8 +287,9 @@ def test_build_on_a_terminal_draws_a_bar_and_logs_above_it(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     text = b"".join(chunks).decode("utf-8", "replace")
-    assert "hats: checking the inputs" in text
-    assert "hats: layer base" in text
+    # The steps of hats.console.Steps, numbered by it; the layer lines are logged inside a step.
+    assert "hats: [2/4] plan: composing without compression" in text
+    assert "hats:       layer base" in text
     assert "\x1b[?25l" in text  # rich's live display took the terminal (cursor hidden)
     assert "Traceback" not in text
     assert out.exists()

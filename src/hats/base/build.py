@@ -9,7 +9,6 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +30,9 @@ from hats.base.mmdebstrap import (
     run,
 )
 from hats.base.tarnorm import TarNormaliseError, normalise, relpath
-from hats.console import Steps, as_steps
+from hats.console import Progress, Steps, as_steps
 from hats.errors import HatsError
 from hats.fsio import atomic_output, check_parent_dirs, make_parent_dirs, write_bytes_atomic
-
-Progress = Callable[[str], None] | Steps
-"""A :class:`hats.console.Steps` (numbered steps), or a plain line callback."""
 
 _CHUNK = 1 << 20
 

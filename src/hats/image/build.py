@@ -32,6 +32,7 @@ from hats.archive.blockcache import BlockCache, default_block_cache_dir
 from hats.archive.compress import XzSink, detect_format
 from hats.archive.tarstream import TarWriter
 from hats.archive.xzparallel import ParallelXzSink, XzStats, check_block_size
+from hats.console import Progress, Steps, as_steps
 from hats.errors import HatsError
 from hats.fsio import atomic_output, write_bytes_atomic
 from hats.image import units
@@ -52,6 +53,12 @@ from hats.image.units import ORCHESTRATOR_UNIT
 from hats.keys.keyfile import parse_key_file
 
 AGENTS_LAYER = "hats-agents"
+
+BUILD_STEPS = 4
+""":func:`build_image`'s top-level steps: inputs, plan, compose and compress, write."""
+
+CHECK_STEPS = 2
+""":func:`check_build`'s top-level steps: inputs, plan."""
 
 
 class BuildError(HatsError):
@@ -222,9 +229,7 @@ def _unit(path: Path | None, render: Callable[[], bytes]) -> Content:
         raise BuildError(f"{path}: cannot read unit file: {exc.strerror}") from None
 
 
-def _default_base(
-    options: BuildOptions, with_python: bool, progress: Callable[[str], None]
-) -> Path:
+def _default_base(options: BuildOptions, with_python: bool, progress: Progress) -> Path:
     from hats.base.build import ensure_default_base
 
     return ensure_default_base(
@@ -233,9 +238,7 @@ def _default_base(
 
 
 @contextlib.contextmanager
-def plan_layers(
-    options: BuildOptions, progress: Callable[[str], None]
-) -> Iterator[tuple[list[Layer], str]]:
+def plan_layers(options: BuildOptions, progress: Progress) -> Iterator[tuple[list[Layer], str]]:
     """The image's layers in order, and a description of the base."""
     _check_inputs(options)
     keys = _keys_content(options)
@@ -351,11 +354,8 @@ def lint_gate(options: BuildOptions, tree: EffectiveTree) -> list[Finding]:
     return [f for f in findings if f.severity == "error" or f.code not in allowed]
 
 
-def _plan(
-    options: BuildOptions, layers: list[Layer], base_label: str, progress: Callable[[str], None]
-) -> BuildPlan:
+def _plan(options: BuildOptions, layers: list[Layer], base_label: str) -> BuildPlan:
     """Compose without compressing: the tree, its lint, the tar size of every layer."""
-    progress("checking the inputs (composing without compression)")
     writer = TarWriter(lambda _data: None)
     marks: list[tuple[str, int]] = []
     tree = compose(
@@ -380,12 +380,24 @@ def _plan(
     )
 
 
-def check_build(
-    options: BuildOptions, progress: Callable[[str], None] = lambda _msg: None
-) -> BuildPlan:
-    """Every check of a build, and what it would write; no output, no compression."""
-    with plan_layers(options, progress) as (layers, base_label):
-        return _plan(options, layers, base_label, progress)
+def check_build(options: BuildOptions, progress: Progress | None = None) -> BuildPlan:
+    """Every check of a build, and what it would write; no output, no compression.
+
+    Steps (:data:`CHECK_STEPS`): the inputs, then the plan.
+    """
+    steps = as_steps(progress)
+    with contextlib.ExitStack() as stack:
+        layers, base_label = _inputs(options, steps, stack)
+        with steps.step("plan: composing without compression, lint"):
+            return _plan(options, layers, base_label)
+
+
+def _inputs(
+    options: BuildOptions, steps: Steps, stack: contextlib.ExitStack
+) -> tuple[list[Layer], str]:
+    """The step that resolves the inputs (default base and agents nest their own steps)."""
+    with steps.step("inputs"):
+        return stack.enter_context(plan_layers(options, steps))
 
 
 def _nullcontext() -> contextlib.AbstractContextManager[BinaryIO | None]:
@@ -419,39 +431,84 @@ def _sink(
 
 def build_image(
     options: BuildOptions,
-    progress: Callable[[str], None] = lambda _msg: None,
+    progress: Progress | None = None,
     on_bytes: Callable[[int], None] | None = None,
     on_plan: Callable[[BuildPlan], None] | None = None,
 ) -> BuildResult:
     """Build the image described by ``options``; see the module docstring.
 
-    ``on_plan`` gets the plan (its ``tar_size`` is the total ``on_bytes`` counts
-    to) before compression starts.
+    Steps (:data:`BUILD_STEPS`, reported through ``progress``): the inputs, the
+    plan, compose and compress (one streamed pass; the compression is the
+    step's progress bar), write (the safety-net lint, then the outputs move
+    into place). ``on_plan`` gets the plan (its ``tar_size`` is the total
+    ``on_bytes`` counts to) before compression starts.
     """
     outputs = options.outputs
     image = outputs.image
     if image is None:
         raise BuildError("no output: give -o OUT.tar.xz (or output in the spec)")
-    with plan_layers(options, progress) as (layers, base_label):
-        plan = _plan(options, layers, base_label, progress)
+    steps = as_steps(progress)
+    with contextlib.ExitStack() as stack:
+        layers, base_label = _inputs(options, steps, stack)
+        with steps.step("plan: composing without compression, lint"):
+            plan = _plan(options, layers, base_label)
         if on_plan is not None:
             on_plan(plan)
         _make_output_dirs(options)
         cache = _block_cache(options)
         tar_ctx = atomic_output(outputs.tar) if outputs.tar else _nullcontext()
-        with atomic_output(image) as xz_file, tar_ctx as tar_file:
-            sink = _sink(options, xz_file, tar_file, on_bytes, cache)
-            try:
-                tree = compose(
-                    layers, TarWriter(sink.write), on_layer=lambda name: progress(f"layer {name}")
-                )
-            except BaseException:
-                sink.abort()
-                raise
-            sink.close()
-            if isinstance(sink, ParallelXzSink):
-                _report_blocks(sink.stats, cache, progress)
-            findings = lint_gate(options, tree)  # the safety net: same tree as the plan's
+        with contextlib.ExitStack() as files:
+            xz_file = files.enter_context(atomic_output(image))
+            tar_file = files.enter_context(tar_ctx)
+            with (
+                steps.step("compose and compress"),
+                steps.progress(plan.tar_size, "compressing") as bar,
+            ):
+                sink = _sink(options, xz_file, tar_file, _counter(bar.advance, on_bytes), cache)
+                try:
+                    tree = compose(
+                        layers,
+                        TarWriter(sink.write),
+                        on_layer=lambda name: steps.log(f"layer {name}"),
+                    )
+                except BaseException:
+                    sink.abort()
+                    raise
+                sink.close()
+                if isinstance(sink, ParallelXzSink):
+                    _report_blocks(sink.stats, cache, steps.log)
+            with steps.step("write"):
+                findings = lint_gate(options, tree)  # the safety net: same tree as the plan's
+                files.close()  # the image (and --tar) move into place
+                return _write_extras(options, image, sink, tree, findings, layers, base_label)
+    raise AssertionError("unreachable")
+
+
+def _counter(
+    advance: Callable[[int], None], on_bytes: Callable[[int], None] | None
+) -> Callable[[int], None]:
+    """The compression bar's count, and the caller's ``on_bytes`` if any."""
+    if on_bytes is None:
+        return advance
+
+    def both(size: int) -> None:
+        advance(size)
+        on_bytes(size)
+
+    return both
+
+
+def _write_extras(
+    options: BuildOptions,
+    image: Path,
+    sink: XzSink | ParallelXzSink,
+    tree: EffectiveTree,
+    findings: list[Finding],
+    layers: list[Layer],
+    base_label: str,
+) -> BuildResult:
+    """The result, and the manifest, sums and digest file next to the image (if asked)."""
+    outputs = options.outputs
     result = BuildResult(
         path=image,
         sha256=sink.xz_sha256.hexdigest(),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,79 +68,6 @@ def _errors_exit_2() -> Iterator[None]:
     except HatsError as exc:
         exc.exit_code = 2
         raise
-
-
-class _Reporter:
-    """Log lines and compression progress on stderr (see :mod:`hats.image.progress`).
-
-    On a terminal: one rich console, the log lines above a bar with total,
-    percentage and ETA. Otherwise: plain ``hats: …`` lines, progress every
-    10% or ~10 s. Quiet: nothing.
-    """
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.terminal = not quiet and sys.stderr.isatty()
-        self._bar: Any = None
-        self._task: Any = None
-        self._plain: Any = None
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[_Reporter]:
-        if not self.terminal:
-            yield self
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        with Progress(
-            TextColumn("hats: compressing"),
-            BarColumn(),
-            TaskProgressColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as bar:
-            self._bar = bar
-            try:
-                yield self
-            finally:
-                self._bar = None
-
-    def log(self, message: str) -> None:
-        if self.quiet:
-            return
-        if self._bar is not None:
-            self._bar.console.print(f"hats: {message}", markup=False, highlight=False)
-        else:
-            click.echo(f"hats: {message}", err=True)
-
-    def start(self, total: int) -> None:
-        if self.quiet:
-            return
-        if self._bar is not None:
-            self._task = self._bar.add_task("build", total=total)
-        else:
-            from hats.image.progress import PlainProgress
-
-            self._plain = PlainProgress(total, self.log)
-
-    def advance(self, size: int) -> None:
-        if self._task is not None:
-            self._bar.advance(self._task, size)
-        elif self._plain is not None:
-            self._plain.advance(size)
 
 
 def _warning_summary(findings: list[Finding]) -> str | None:
@@ -214,8 +140,9 @@ def build_command(
       hats image build --base base.tar --tvs-keys keys.txt --secret-share-type no-split \\
           --orchestrator BIN --agent BIN --syslogd BIN -o out/image.tar.xz --check
     """
+    from hats.console import Steps
     from hats.fsio import unwind_on_signals
-    from hats.image.build import build_image, check_build
+    from hats.image.build import BUILD_STEPS, CHECK_STEPS, build_image, check_build
     from hats.image.spec import merge_settings, read_spec
 
     try:
@@ -229,10 +156,11 @@ def build_command(
         build = options_from_settings(settings, str(spec) if spec else "options")
     except SettingsConflict as exc:
         raise click.UsageError(str(exc)) from None
-    reporter = _Reporter(quiet)
+    total = CHECK_STEPS if check else BUILD_STEPS
+    steps = Steps(prefix="hats: ", total=total, quiet=quiet)
     if check:
         with unwind_on_signals():
-            plan = check_build(build, progress=reporter.log)
+            plan = check_build(build, progress=steps)
         if as_json:
             _emit_json({"check": True, "settings": settings_json(build), "plan": plan.to_json()})
         else:
@@ -240,19 +168,11 @@ def build_command(
         return
     if build.outputs.image is None:
         raise click.UsageError("no output: give -o OUT.tar.xz (or output in the spec)")
-    with unwind_on_signals(), reporter.running():
-        result = build_image(
-            build,
-            progress=reporter.log,
-            on_bytes=reporter.advance if not quiet else None,
-            on_plan=lambda plan: reporter.start(plan.tar_size),
-        )
+    with unwind_on_signals():
+        result = build_image(build, progress=steps)
     summary = _warning_summary(result.findings)
-    if summary is not None and not quiet:
-        click.echo(
-            f"hats: {summary.replace('hats image lint', f'hats image lint {result.path}')}",
-            err=True,
-        )
+    if summary is not None:
+        steps.log(summary.replace("hats image lint", f"hats image lint {result.path}"))
     if as_json:
         _emit_json({**result.to_json(), "settings": settings_json(build)})
     else:
@@ -260,7 +180,7 @@ def build_command(
 
 
 def _print_plan(plan: BuildPlan) -> None:
-    from hats.image.progress import human_size
+    from hats.console import human_size
 
     click.echo(printable(f"base: {plan.base}"))
     click.echo("layers:")

@@ -20,18 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hats.base.cache import default_cache_dir
-from hats.console import Steps, as_steps
+from hats.console import Progress, as_steps
 from hats.hashing import file_sha256 as sha256_file
 from hats.vm import initramfs
 from hats.vm.debian import BUSYBOX_PACKAGE, AptConfig, PackageFetcher, extract_deb
-
-Progress = Callable[[str], None] | Steps
-"""A :class:`hats.console.Steps` (the steps nest in its current one), or a line callback."""
 
 
 @dataclass(frozen=True)
