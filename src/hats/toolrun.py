@@ -18,8 +18,21 @@ Rules:
   (stdout is discarded) instead of being captured — for long tools whose
   progress is shown; an interrupted run (Ctrl-C) terminates the tool and waits
   for it, so it can clean up;
-- long-running services (QEMU, the launcher's children, the demos' servers)
-  are not run here: they are not run to completion.
+- stdlib and :mod:`hats.errors` only: stage1 runs busybox through it in our
+  initramfs (``tests/stage1/test_stage1_tools.py`` checks the imports).
+
+Users: mmdebstrap, apt-get and dpkg-deb (base, vm assets), pip (packaging),
+the QEMU version probe (:func:`hats.vm.qemu.check_stage0_qemu`), stage1's
+busybox applets, the demos' ``hats`` steps.
+
+Not run here, on purpose (they are not run-to-completion tools, so they keep
+their own ``subprocess`` calls): long-running processes whose output is the
+point or which are stopped by us — the orchestrator's container (``runc`` via
+``systemd-run``) and the workload process (their exit status is the
+orchestrator's), the local demo's orchestrator (its stdout is the workload's
+and is shown even when it fails), QEMU guests (the VM demo, the launcher,
+the stage0 run and the KVM probe, killed once they printed what we wait for),
+syslogd's ``journalctl -f``, and the demos' servers.
 """
 
 from __future__ import annotations

@@ -40,7 +40,6 @@ exits, which panics the kernel; the launcher's ``panic=-1`` and QEMU's
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -49,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from hats.errors import HatsError
 from hats.stage1.errors import Stage1Error
+from hats.toolrun import run as run_tool
 
 if TYPE_CHECKING:
     from hats.pb.oak.attestation.v1 import dice_pb2
@@ -68,11 +68,9 @@ def log(message: str) -> None:
 
 
 def busybox(*args: str) -> None:
-    """Run a busybox applet; :class:`Stage1Error` with its output if it fails."""
-    result = subprocess.run([BUSYBOX, *args], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        raise Stage1Error(f"{' '.join(args)}: {detail[-1] if detail else result.returncode}")
+    """Run a busybox applet; :class:`Stage1Error` in :mod:`hats.toolrun`'s one form if it fails:
+    ``ip link set lo up: busybox failed (exit 1): LAST LINE``."""
+    run_tool([BUSYBOX, *args], what=" ".join(args), error=Stage1Error)
 
 
 def configure_network(kernel_args: list[str]) -> str | None:
@@ -220,7 +218,7 @@ def hand_over(init: str, launcher_addr: str) -> None:
         if device != "lo":
             busybox("ip", "link", "set", device, "down")
     for mount in ("/sys", "/proc", "/dev"):
-        subprocess.run([BUSYBOX, "umount", "-l", mount], check=False)
+        run_tool([BUSYBOX, "umount", "-l", mount], error=Stage1Error, check=False)
     log(f"switching to the system image: {init}")
     os.execve(BUSYBOX, ["switch_root", str(ROOTFS), init], {"LAUNCHER_ADDR": launcher_addr})
 

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hats.errors import HatsError
+from hats.toolrun import failure, last_line, run
 from hats.vm.bridge import TapNic
 
 QEMU = "qemu-system-x86_64"
@@ -252,15 +253,13 @@ def parse_qemu_version(text: str) -> tuple[int, int] | None:
 
 def check_stage0_qemu(qemu: str = QEMU) -> tuple[int, int]:
     """QEMU's version; :class:`QemuError` saying what to do when it cannot run stage0."""
-    try:
-        result = subprocess.run(
-            [qemu, "--version"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise QemuError(f"{qemu} --version: {getattr(exc, 'strerror', None) or exc}") from None
-    version = parse_qemu_version(result.stdout)
+    probe = f"{qemu} --version"
+    result = run([qemu, "--version"], tool=probe, error=QemuError, timeout=10, check=False)
+    version = parse_qemu_version(result.text)
     if version is None:
-        raise QemuError(f"{qemu} --version: no 'QEMU emulator version' line")
+        if result.returncode != 0:
+            raise failure(probe, result.returncode, last_line(result.stderr), error=QemuError)
+        raise QemuError(f"{probe}: no 'QEMU emulator version' line")
     if version[0] < STAGE0_MIN_QEMU:
         raise QemuError(
             f"--stage0: {qemu} is QEMU {version[0]}.{version[1]}, stage0 needs QEMU >="
@@ -281,7 +280,8 @@ def probe_kvm(kernel: Path, *, qemu: str = QEMU, timeout: float = 10.0) -> tuple
     ``/dev/kvm`` existing is not enough (on some hosts ``-cpu host`` fails
     with "failed to set MSR", or the guest hangs): the probe starts QEMU with
     KVM and the kernel alone and waits for ``Linux version`` on the serial
-    console. Returns (works, reason).
+    console. Returns (works, reason). Not :func:`hats.toolrun.run`: QEMU is
+    killed once the banner shows, it does not run to completion.
     """
     if not KVM.exists():
         return False, "/dev/kvm does not exist"
