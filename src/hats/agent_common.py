@@ -152,3 +152,26 @@ def make_say(prefix: str) -> Callable[[str], None]:
             print(f"{prefix}: {message}", file=sys.stderr, flush=True)
 
     return say
+
+
+EXIT_FAILURE = 1
+"""An agent's exit status for a user error (one line on stderr, no traceback)."""
+
+
+def run_agent(args: argparse.Namespace, prefix: str, module: str) -> int:
+    """An agent's ``main`` after parsing: ``module.run(args, say)``; a HatsError is one line.
+
+    ``module`` (``hats.agent.run``, ``hats.syslogd.run``) is imported only here,
+    so the agent's package imports the standard library only at module level.
+    """
+    import importlib
+
+    from hats.errors import HatsError
+
+    say = make_say(prefix)
+    try:
+        status: int = importlib.import_module(module).run(args, say)
+    except HatsError as exc:
+        say(" ".join(str(exc).split()))
+        return EXIT_FAILURE
+    return status

@@ -31,13 +31,12 @@ from hats.agent_common import (
     add_export_arguments,
     add_launcher_addr_argument,
     agent_epilog,
-    make_say,
     positive_seconds,
+    run_agent,
 )
 
 PROG = "oak_containers_agent"
 PREFIX = "oak-agent"
-EXIT_FAILURE = 1
 DEFAULT_INTERVAL = 60.0
 DEFAULT_PROC_ROOT = "/proc"
 DEFAULT_BATCH_SIZE = 16
@@ -85,14 +84,4 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     """Parse the command line, export metrics; return the exit status."""
-    args = build_parser(prog).parse_args(argv)
-    from hats.errors import HatsError
-
-    say = make_say(PREFIX)
-    try:
-        from hats.agent.run import run
-
-        return run(args, say)
-    except HatsError as exc:
-        say(" ".join(str(exc).split()))
-        return EXIT_FAILURE
+    return run_agent(build_parser(prog).parse_args(argv), PREFIX, "hats.agent.run")

@@ -13,7 +13,7 @@ from hats.telemetry import otlp_grpc
 from hats.telemetry.batching import LossReport, Overflow
 from hats.telemetry.otlp_metrics import Metrics, metrics_request, metrics_size, snapshot_metrics
 from hats.telemetry.procfs import read_snapshot
-from hats.telemetry.runtime import export_options, start_exporting, stop_signals
+from hats.telemetry.runtime import export_options, exporting, stop_signals
 from hats.telemetry.worker import ExportWorker
 
 
@@ -62,8 +62,9 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
 
     told: set[str] = set()
     # The handlers stay until the flush is over: a second SIGTERM must not cut it short.
-    with stop_signals() as stopped:
-        worker, channel = start_exporting(
+    with (
+        stop_signals() as stopped,
+        exporting(
             options,
             call=otlp_grpc.metrics_export_call,
             request=metrics_request,
@@ -71,25 +72,15 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
             report=report,
             say=say,
             what="snapshots",
-        )
-        try:
-            due = time.monotonic()
-            while not stopped.is_set():
-                collect(root, worker, told, say)
-                if args.once:
-                    break
-                # Fixed schedule; after a stall (suspend), start again from now.
-                due = max(due + args.interval, time.monotonic())
-                stopped.wait(max(due - time.monotonic(), 0.0))
-        finally:
-            try:
-                lost = worker.close(options.shutdown_timeout)
-            finally:
-                channel.close()
-        signalled = stopped.is_set()
-    queue = worker.queue
-    say(
-        f"stopped: {queue.exported} snapshots sent, {queue.dropped_total} dropped at the "
-        f"queue bound, {queue.rejected_total} refused, {lost} undelivered"
-    )
-    return 1 if (lost or queue.rejected_total) and not signalled else 0
+        ) as running,
+    ):
+        due = time.monotonic()
+        while not stopped.is_set():
+            collect(root, running.worker, told, say)
+            if args.once:
+                break
+            # Fixed schedule; after a stall (suspend), start again from now.
+            due = max(due + args.interval, time.monotonic())
+            stopped.wait(max(due - time.monotonic(), 0.0))
+    rejected = running.worker.queue.rejected_total
+    return 1 if (running.lost or rejected) and not stopped.is_set() else 0

@@ -34,12 +34,11 @@ from hats.agent_common import (
     add_export_arguments,
     add_launcher_addr_argument,
     agent_epilog,
-    make_say,
+    run_agent,
 )
 
 PROG = "oak_containers_syslogd"
 PREFIX = "oak-syslogd"
-EXIT_FAILURE = 1
 DEFAULT_BATCH_SIZE = 512
 DEFAULT_BATCH_DELAY = 1.0
 DEFAULT_QUEUE_SIZE = 8192
@@ -97,14 +96,4 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     """Parse the command line, forward the journal; return the exit status."""
-    args = build_parser(prog).parse_args(argv)
-    from hats.errors import HatsError
-
-    say = make_say(PREFIX)
-    try:
-        from hats.syslogd.run import run
-
-        return run(args, say)
-    except HatsError as exc:
-        say(" ".join(str(exc).split()))
-        return EXIT_FAILURE
+    return run_agent(build_parser(prog).parse_args(argv), PREFIX, "hats.syslogd.run")

@@ -30,7 +30,7 @@ from hats.syslogd.journal import (
 from hats.telemetry import otlp_grpc
 from hats.telemetry.batching import LossReport, Overflow
 from hats.telemetry.otlp_logs import entry_to_record, logs_request, loss_record
-from hats.telemetry.runtime import export_options, start_exporting, stop_signals
+from hats.telemetry.runtime import export_options, exporting, stop_signals
 
 UNIT = "oak-syslogd.service"
 IDENTIFIER = "oak_containers_syslogd"
@@ -88,8 +88,9 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
 
     status = 0
     # The handlers stay until the flush is over: a second SIGTERM must not cut it short.
-    with stop_signals(stop_reading) as stopped:
-        worker, channel = start_exporting(
+    with (
+        stop_signals(stop_reading) as stopped,
+        exporting(
             options,
             call=otlp_grpc.logs_export_call,
             request=logs_request,
@@ -97,31 +98,20 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
             report=report,
             say=say,
             what="records",
-        )
-        try:
-            journalctl = _start_journalctl(journalctl_command(source))
-            reading.append(journalctl)
-            if stopped.is_set():  # signalled while it started
-                stop_reading()
-            unreadable = forward(journalctl, worker.submit)
-            returncode = journalctl.wait()
-            if unreadable:
-                say(f"skipped {unreadable} lines from journalctl that were not journal entries")
-            if not stopped.is_set() and returncode not in _CLEAN_ENDS:
-                say(f"journalctl exited with status {returncode}")
-                status = 1
-        finally:
-            try:
-                lost = worker.close(options.shutdown_timeout)
-            finally:
-                channel.close()
-        signalled = stopped.is_set()
-    queue = worker.queue
-    say(
-        f"stopped: {queue.exported} records sent, {queue.dropped_total} dropped at the "
-        f"queue bound, {queue.rejected_total} refused, {lost} undelivered"
-    )
-    if lost and not signalled:
+        ) as running,
+    ):
+        journalctl = _start_journalctl(journalctl_command(source))
+        reading.append(journalctl)
+        if stopped.is_set():  # signalled while it started
+            stop_reading()
+        unreadable = forward(journalctl, running.worker.submit)
+        returncode = journalctl.wait()
+        if unreadable:
+            say(f"skipped {unreadable} lines from journalctl that were not journal entries")
+        if not stopped.is_set() and returncode not in _CLEAN_ENDS:
+            say(f"journalctl exited with status {returncode}")
+            status = 1
+    if running.lost and not stopped.is_set():
         status = 1
     return status
 
