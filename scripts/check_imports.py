@@ -45,7 +45,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("orchestrator", "tvs", "stage1", "agent", "syslogd"),
     ("image", "attestation"),
     ("base", "packaging", "telemetry"),
-    ("keys", "protocol", "pb", "cliopts", "archive"),
+    ("keys", "pb", "cliopts", "archive"),
+    ("protocol",),
     ("fsio", "transport", "streamlimits", "agent_common", "textsafe", "console", "toolrun"),
     ("errors", "hashing", "reproducible", "sharetype", "cachedir"),
 )

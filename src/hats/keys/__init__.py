@@ -7,7 +7,6 @@ is the thin ``hats keys`` command on top.
 
 from hats.keys.keyfile import (
     MAX_KEYS,
-    PUBLIC_KEY_LENGTH,
     KeyFileError,
     KeyProblem,
     TvsKey,
@@ -25,6 +24,7 @@ from hats.keys.keygen import (
     public_key_from_private,
     small_multiple,
 )
+from hats.protocol.p256 import PUBLIC_KEY_LENGTH
 
 __all__ = [
     "MAX_KEYS",

@@ -36,16 +36,12 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from hats.errors import HatsError
 from hats.keys.keygen import insecure_key_label
+from hats.protocol.p256 import PointFault, decode_point
 
 MAX_KEYS = 10
 """The reference reads the index as one character, so at most 10 TVSes (0-9)."""
-
-PUBLIC_KEY_LENGTH = 65
-"""Bytes in an uncompressed SEC1 P-256 point: ``04 || X(32) || Y(32)``."""
 
 MAX_FILE_BYTES = 16 * 1024
 """A larger key file is one problem, not checked line by line (ten keys take 1330 bytes;
@@ -88,9 +84,13 @@ class KeyFileError(HatsError):
 
 
 def public_key_problem(key: bytes) -> str | None:
-    """Why ``key`` is not a 65-byte uncompressed P-256 point, or None if it is."""
-    size = len(key)
-    if size != PUBLIC_KEY_LENGTH:
+    """Why ``key`` is not a 65-byte uncompressed P-256 point, or None if it is.
+
+    The check is :func:`hats.protocol.p256.decode_point`'s; the words are the key file's.
+    """
+    fault = decode_point(key)
+    if fault is PointFault.LENGTH:
+        size = len(key)
         if size == 33 and key[0] in (2, 3):
             return (
                 "compressed key (33 bytes): the 65-byte uncompressed form (04 || X || Y) "
@@ -105,11 +105,9 @@ def public_key_problem(key: bytes) -> str | None:
             return "key is 64 bytes, expected 65: missing the leading 04 byte?"
         unit = "byte" if size == 1 else "bytes"
         return f"key is {size} {unit}, expected 65 (uncompressed P-256 point 04 || X || Y)"
-    if key[0] != 0x04:
+    if fault is PointFault.PREFIX:
         return f"key starts with byte 0x{key[0]:02x}, expected 0x04 (uncompressed point)"
-    try:
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), key)
-    except ValueError:
+    if fault is PointFault.NOT_ON_CURVE:
         return "key is not a point on the P-256 curve"
     return None
 

@@ -19,6 +19,7 @@ Every error names the value at fault (the caller's ``what``, for example
 
 from __future__ import annotations
 
+import enum
 from typing import TypeAlias
 
 from cryptography.hazmat.primitives import serialization
@@ -69,6 +70,39 @@ def load_private_key(key: PrivateKey, what: str) -> ec.EllipticCurvePrivateKey:
     return ec.derive_private_key(scalar, _CURVE)
 
 
+class PointFault(enum.Enum):
+    """Why bytes are not a P-256 point (:func:`decode_point`); callers word the message."""
+
+    LENGTH = "length"
+    """Not 65 bytes (nor 33 with ``allow_compressed``)."""
+    PREFIX = "prefix"
+    """The right length, the wrong first byte (not 04; not 02/03 for 33 bytes)."""
+    NOT_ON_CURVE = "not on curve"
+    """A well-formed encoding of a point that is not on P-256."""
+
+
+def decode_point(
+    data: bytes, *, allow_compressed: bool = False
+) -> ec.EllipticCurvePublicKey | PointFault:
+    """The one P-256 point validator: the key of SEC1 bytes ``data``, or why they are not one.
+
+    65-byte uncompressed ``04 || X || Y`` on the curve; with ``allow_compressed``
+    also 33-byte ``02|03 || X``.
+    """
+    if len(data) == PUBLIC_KEY_LENGTH:
+        if data[0] != 0x04:
+            return PointFault.PREFIX
+    elif allow_compressed and len(data) == COMPRESSED_PUBLIC_KEY_LENGTH:
+        if data[0] not in (0x02, 0x03):
+            return PointFault.PREFIX
+    else:
+        return PointFault.LENGTH
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, data)
+    except ValueError:
+        return PointFault.NOT_ON_CURVE
+
+
 def load_public_key(
     key: PublicKey, what: str, *, allow_compressed: bool = False
 ) -> ec.EllipticCurvePublicKey:
@@ -84,27 +118,24 @@ def load_public_key(
     if not isinstance(key, bytes | bytearray | memoryview):
         raise TypeError(f"{what}: expected bytes or an EC public key, got {type(key).__name__}")
     data = bytes(key)
-    if len(data) == PUBLIC_KEY_LENGTH:
-        if data[0] != 0x04:
-            raise InvalidPublicKeyError(
-                f"{what}: a {PUBLIC_KEY_LENGTH}-byte point must start with 0x04 (uncompressed)"
-            )
-    elif allow_compressed and len(data) == COMPRESSED_PUBLIC_KEY_LENGTH:
-        if data[0] not in (0x02, 0x03):
-            raise InvalidPublicKeyError(
-                f"{what}: a {COMPRESSED_PUBLIC_KEY_LENGTH}-byte point must start with 0x02 or 0x03"
-            )
-    else:
+    decoded = decode_point(data, allow_compressed=allow_compressed)
+    if not isinstance(decoded, PointFault):
+        return decoded
+    if decoded is PointFault.LENGTH:
         expected = (
             f"{PUBLIC_KEY_LENGTH} or {COMPRESSED_PUBLIC_KEY_LENGTH}"
             if allow_compressed
             else str(PUBLIC_KEY_LENGTH)
         )
         raise InvalidPublicKeyError(f"{what}: expected {expected} bytes, got {len(data)}")
-    try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, data)
-    except ValueError:
-        pass
+    if decoded is PointFault.PREFIX and len(data) == PUBLIC_KEY_LENGTH:
+        raise InvalidPublicKeyError(
+            f"{what}: a {PUBLIC_KEY_LENGTH}-byte point must start with 0x04 (uncompressed)"
+        )
+    if decoded is PointFault.PREFIX:
+        raise InvalidPublicKeyError(
+            f"{what}: a {COMPRESSED_PUBLIC_KEY_LENGTH}-byte point must start with 0x02 or 0x03"
+        )
     raise InvalidPublicKeyError(f"{what}: not a point on P-256")
 
 
