@@ -8,7 +8,7 @@ a wheel that changed on disk deserves a look before it is deleted).
 
 Downloads run ``python -m pip download --require-hashes --no-deps
 --only-binary=:all:`` with the target platform options (see
-:func:`hats.packaging.lockfile.pip_target_args`) into a temporary directory
+:func:`hats.packaging.lockfile.pip_download_command`) into a temporary directory
 inside the cache, and the wheel is moved into place only after this module has
 checked its sha256 itself. pip's own configuration (index URL, mirrors,
 proxies) applies; the hashes make the source irrelevant.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +26,7 @@ from hats import toolrun
 from hats.cachedir import default_cache_dir as default_cache_dir  # re-exported
 from hats.errors import HatsError
 from hats.hashing import file_sha256
-from hats.packaging.lockfile import LockedRequirement, normalize_name, pip_target_args
+from hats.packaging.lockfile import LockedRequirement, normalize_name, pip_download_command
 
 #: Seconds one ``pip download`` may take before it counts as a network failure.
 PIP_TIMEOUT = 900
@@ -88,22 +87,9 @@ def _download(requirement: LockedRequirement, cache: Path) -> Path:
         req_file = tmp_dir / "requirement.txt"
         req_file.write_text(requirement.requirement_line() + "\n", encoding="utf-8")
         dest = tmp_dir / "wheels"
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--quiet",
-            "--require-hashes",
-            "--no-deps",
-            *pip_target_args(),
-            "--dest",
-            str(dest),
-            "--requirement",
-            str(req_file),
-        ]
+        command = pip_download_command(
+            dest, "--require-hashes", "--no-deps", "--requirement", str(req_file)
+        )
         env = dict(os.environ, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
         what = f"cannot download the wheel for {requirement}"
         result = toolrun.run(

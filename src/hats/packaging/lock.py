@@ -27,7 +27,6 @@ To upgrade, edit :data:`TOP_LEVEL` and rerun. Version choices:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from pathlib import Path
 
 from hats import toolrun
 from hats.errors import HatsError
+from hats.hashing import file_sha256
 from hats.packaging.lockfile import (
     LOCK_PATH,
     TARGET_ABI,
@@ -42,7 +42,7 @@ from hats.packaging.lockfile import (
     TARGET_PYTHON_VERSION,
     normalize_name,
     parse_lock_text,
-    pip_target_args,
+    pip_download_command,
 )
 
 #: What the agents import directly; everything else in the lock is pulled in
@@ -94,7 +94,7 @@ def render_lock(wheels: Sequence[Path]) -> str:
     entries: list[tuple[str, str]] = []
     for wheel in wheels:
         name, version = _parse_wheel_filename(wheel.name)
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        digest = file_sha256(wheel)
         pin = f"{normalize_name(name)}=={version}"
         entries.append(
             (normalize_name(name), f"{pin} \\\n    --hash=sha256:{digest}\n    # {wheel.name}\n")
@@ -107,19 +107,7 @@ def render_lock(wheels: Sequence[Path]) -> str:
 
 def download_resolved(top_level: Sequence[str], dest: Path) -> list[Path]:
     """Let pip resolve and download ``top_level`` and its dependencies for the target."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--quiet",
-        *pip_target_args(),
-        "--dest",
-        str(dest),
-        *top_level,
-    ]
+    command = pip_download_command(dest, *top_level)
     toolrun.run(command, what="downloading the agents' dependencies")
     return sorted(dest.glob("*.whl"))
 

@@ -16,6 +16,7 @@ something both pip (``--require-hashes``) and this module read the same way.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,28 @@ def pip_target_args() -> list[str]:
         TARGET_ABI,
     ]
     return args
+
+
+def pip_download_command(dest: Path, *args: str) -> list[str]:
+    """``pip download`` of wheels for the in-image interpreter into ``dest``, then ``args``.
+
+    The one command line of the lock's resolution (``args``: the top-level
+    requirements) and of the locked fetch (``args``: ``--require-hashes
+    --no-deps --requirement FILE``).
+    """
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--quiet",
+        *pip_target_args(),
+        "--dest",
+        str(dest),
+        *args,
+    ]
 
 
 def normalize_name(name: str) -> str:
