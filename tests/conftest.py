@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,14 +17,22 @@ if TYPE_CHECKING:  # imported by the fixture that needs it: a fast start for the
     from hats.packaging.agents_layer import AgentsTree
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``-n``, ``--dist loadgroup``) the ``slow`` tests run
-    on one worker, one after the other: two VM boots or two real base builds
-    (one shared cache) never run at the same time."""
-    for item in items:
-        if item.get_closest_marker("slow") is not None:
-            item.add_marker(pytest.mark.xdist_group("slow"))
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
+    """Under pytest-xdist (``-n``) the ``slow`` tests take turns: each holds a
+    lock shared by the run's workers from its setup (session fixtures such as
+    the default base included) to its teardown, so two VM boots or two builds
+    into one cache never run at the same time."""
+    worker_temp = item.config.option.basetemp  # the run's temp root/popen-gwN under xdist
+    if "PYTEST_XDIST_WORKER" not in os.environ or item.get_closest_marker("slow") is None:
+        return (yield)
+    lock = Path(worker_temp).parent / "slow-tests.lock"
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture

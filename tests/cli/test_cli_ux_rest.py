@@ -17,6 +17,7 @@ import pytest
 import shared_data
 from hats.cli import LAZY_GROUPS, NO_DEFAULT, cli, main
 from hats.vm.qemu import choose_accel, shorten_words
+from suite_support import run_hats
 
 E = shared_data.EVIDENCE
 EVIDENCE = str(E / "evidence_v1_genoa.binarypb")
@@ -165,21 +166,21 @@ def test_demo_json_is_one_document_and_a_used_workdir_is_reused_or_refused(
             timeout=300,
         )
 
-    first = demo("--json")
+    first = run_hats("demo", "--workdir", workdir, "--json")  # in-process
     assert first.returncode == 0, first.stderr
     document = json.loads(first.stdout)
     assert document["ok"] is True and document["workdir"] == str(workdir)
     assert any(f"private_key_sha256={document['expected_fingerprint']}" in line
                for line in document["workload_output"])  # fmt: skip
     assert "[8/8]" in first.stderr  # the steps go to stderr
-    again = demo()  # the same directory again: reused, said in one line
+    again = run_hats("demo", "--workdir", workdir)  # the same directory: reused, in one line
     assert again.returncode == 0, again.stderr
     assert sum("reusing" in line for line in again.stdout.splitlines()) == 1
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     workdir = other
-    refused = demo()
+    refused = demo()  # a real process: exit status and stderr as the user sees them
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert refused.stderr.strip().splitlines() == [
         f"hats: error: --workdir {other}: not empty and not a previous demo's directory;"
