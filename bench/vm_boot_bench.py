@@ -20,7 +20,14 @@ Prints, measured in one run:
   in X s``, hashing, decompressing — summed over the decoding threads —,
   unpacking, and the whole image from request to done); stage1 → switch to
   systemd; systemd → the orchestrator's first line at the launcher (which
-  includes syslogd's forwarding delay); orchestrator → the key line.
+  includes syslogd's forwarding delay); orchestrator → the key line;
+* the guest's systemd timeline, from the journal records syslogd forwarded
+  to the launcher's ``--logs-file``: when each start-up unit the orchestrator
+  waits on finished, and the orchestrator's first record, in seconds after
+  the first record of the switched-to system (the guest's journal clock, so
+  no host/guest clock offset enters it); and how long the orchestrator's
+  first record took from the guest's journal to the launcher (host wall
+  clock against the guest's, so it includes any offset between the clocks).
 
 ``--xz-block-size 8MiB`` (the default) boots a multi-block image, whose
 blocks stage1 decodes in parallel; ``--xz-block-size reference`` boots the
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import re
 import subprocess
 import sys
@@ -113,9 +121,11 @@ class Stamped:
 
     def __init__(self) -> None:
         self.lines: list[tuple[float, str]] = []
+        self.wall: list[float] = []
 
     def __call__(self, line: str) -> None:
         self.lines.append((time.monotonic(), line))
+        self.wall.append(time.time())
 
     def first(self, pattern: str) -> float | None:
         return next((stamp for stamp, line in self.lines if re.search(pattern, line)), None)
@@ -128,9 +138,12 @@ def split_of_boot(console: ConsoleTail, echo: Stamped) -> dict[str, float]:
     stage1 = console.first(r"hats-stage1: launcher ")
     switch = console.first(r"hats-stage1: switching to the system image")
     orchestrator = echo.first(r"oak-orchestrator")
+    qemu = echo.first(r"vm: started")
     keys = echo.first(r"key_id=\S+ public_key=")
+    if start is not None and qemu is not None:
+        split["launcher up -> QEMU started ('vm: started', 0.5 s steps)"] = qemu - start
     if start is not None and stage1 is not None:
-        split["QEMU start -> stage1 starts (firmware, kernel, initramfs)"] = stage1[0] - start
+        split["launcher up -> stage1 starts (firmware, kernel, initramfs)"] = stage1[0] - start
     number = r"([0-9.]+) s"
     for name, pattern in (
         ("stage1: fetch (request -> last chunk)", rf"hats-stage1: fetched \d+ bytes in {number}"),
@@ -152,6 +165,50 @@ def split_of_boot(console: ConsoleTail, echo: Stamped) -> dict[str, float]:
     if orchestrator is not None and keys is not None:
         split["orchestrator's first line -> key line"] = keys - orchestrator
     return split
+
+
+#: Journal messages of the units on the orchestrator's path, in boot order.
+TIMELINE = re.compile(
+    r"^(Started|Finished|Reached target|Starting|Listening on) .*("
+    r"Journal|udev|Network|network|Login|D-Bus|Multi-User|Basic System|System Initialization"
+    r"|Sockets|Log Forwarder|Orchestrator|Wait for|Remount|Create|Load|Apply|Flush|Record)"
+)
+
+
+def journal_timeline(logs_file: Path, echo: Stamped) -> list[tuple[float, str]]:
+    """(seconds, what): the guest's start-up from the journal records at the launcher.
+
+    Times are the journal's ``__REALTIME_TIMESTAMP`` (a record's
+    ``observed_time_unix_nano``) after the first record of systemd in the
+    system image; the last line is how long the orchestrator's first record
+    took from the guest's journal to the launcher's output.
+    """
+    try:
+        records = [json.loads(line) for line in logs_file.read_text().splitlines() if line]
+    except (OSError, ValueError):
+        return []
+    origin: float | None = None
+    out: list[tuple[float, str]] = []
+    orchestrator_seen = False
+    for record in records:
+        when = record.get("observed_time_unix_nano", 0) / 1e9
+        body = str(record.get("body") or "")
+        unit = record.get("unit") or ""
+        attributes = record.get("attributes") or {}
+        if origin is None and attributes.get("_TRANSPORT") != "kernel":
+            origin = when
+        if origin is None:
+            continue
+        if unit == "oak-orchestrator.service" and not orchestrator_seen:
+            orchestrator_seen = True
+            out.append((when - origin, f"orchestrator's first record: {body[:80]}"))
+            seen = echo.first(r"oak-orchestrator")
+            if seen is not None:
+                host = echo.wall[[s for s, _ in echo.lines].index(seen)]
+                out.append((host - when, "  that record: guest journal -> launcher (wall clocks)"))
+        elif TIMELINE.search(body):
+            out.append((when - origin, body[:100]))
+    return out
 
 
 def main() -> int:
@@ -201,6 +258,7 @@ def main() -> int:
             return 1
         figures["boot to keys"] = result.boot_to_keys
         split = split_of_boot(console, echo)
+        timeline = journal_timeline(setup.work / "console.logs.jsonl", echo)
         stage1_lines = [line for _, line in console.lines if line.startswith("hats-stage1:")]
     width = max(map(len, figures))
     for name, seconds in figures.items():
@@ -211,6 +269,10 @@ def main() -> int:
     width = max(map(len, split), default=0)
     for name, seconds in split.items():
         print(f"  {name:<{width}}  {seconds:7.2f} s")
+    print(f"load average at the end: {Path('/proc/loadavg').read_text().split()[:3]}")
+    print("the guest's systemd, from its journal (s after the first non-kernel record):")
+    for seconds, what in timeline:
+        print(f"  {seconds:7.2f}  {what}")
     print("stage1's console lines:")
     for line in stage1_lines:
         print(f"  {line[:160]}")

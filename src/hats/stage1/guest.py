@@ -183,11 +183,14 @@ def take_handoff(args: Stage1Args) -> dice_pb2.DiceData | None:
 
 
 def run(argv: Sequence[str]) -> tuple[str, str]:
-    """Steps 1–5; returns (init path, LAUNCHER_ADDR value) for the hand-over."""
-    from hats.attestation import dice
-    from hats.attestation.simulate import Stage0Inputs, simulate_stage1
+    """Steps 1–5; returns (init path, LAUNCHER_ADDR value) for the hand-over.
+
+    Start-up order: the first console line comes before any heavy import
+    (gRPC and protobuf are imported by the fetch, cryptography and the DICE
+    code only once the image is in), so the console's first line marks
+    stage1's start and not the end of its imports.
+    """
     from hats.stage1.cmdline import launcher_addr_env, parse_proc_cmdline, parse_stage1_args
-    from hats.stage1.finish import finish_root
 
     args = parse_stage1_args(list(argv))
     kernel_cmdline = PROC_CMDLINE.read_text(encoding="utf-8").rstrip("\n")
@@ -200,6 +203,10 @@ def run(argv: Sequence[str]) -> tuple[str, str]:
     mount_rootfs(kernel_args)
     result, fetched = _stream_image(args.launcher_addr, ROOTFS)
     _log_pipeline(result, fetched)
+    from hats.attestation import dice
+    from hats.attestation.simulate import Stage0Inputs, simulate_stage1
+    from hats.stage1.finish import finish_root
+
     image_sha256 = result.sha256
     if stage0 is not None:
         attester = dice.DiceAttester(stage0)
