@@ -172,6 +172,8 @@ TIMELINE = re.compile(
     r"^(Started|Finished|Reached target|Starting|Listening on) .*("
     r"Journal|udev|Network|network|Login|D-Bus|Multi-User|Basic System|System Initialization"
     r"|Sockets|Log Forwarder|Orchestrator|Wait for|Remount|Create|Load|Apply|Flush|Record)"
+    # systemd-networkd's link states (what network-online.target waits for)
+    r"|^(enp|eth)\w*: |^systemd-networkd-wait-online"
 )
 
 
