@@ -8,6 +8,7 @@ imports of its helper modules; a conftest.py is checked only by .ci/run's loop.
 from __future__ import annotations
 
 import configparser
+import re
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
@@ -33,3 +34,14 @@ def test_ci_checks_the_conftests_one_by_one() -> None:
     check = ".venv/bin/mypy --config-file tests/mypy.ini"
     assert f"\n{check}\n" in ci
     assert f'for conftest in tests/*/conftest.py; do {check} "$conftest"; done\n' in ci
+
+
+def test_helpers_are_imported_by_their_basename() -> None:
+    """``from tests import shared_data`` loads it a second time (as ``tests.shared_data``)
+    and stops mypy: "Source file found twice under different module names"."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in TESTS.rglob("*.py")
+        if re.search(r"^\s*(from tests(\.\w+)* import|import tests\b)", path.read_text(), re.M)
+    ]
+    assert offenders == []

@@ -49,8 +49,9 @@ def test_first_line_comes_before_the_heavy_imports(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    lines = dict(
-        line.split(" ", 1) if " " in line else (line, "") for line in result.stdout.splitlines()
-    )
+    lines: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        lines[key] = value
     assert lines["FIRST"].startswith("launcher 10.0.2.100:8080")
     assert lines["LOADED"] == ""

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests import shared_data
 
+import shared_data
 from hats.demo import DemoSetup
 from hats.demo.harness import hats_command, processes, start
 from hats.demo.setup import KEY_ID, start_tvs
