@@ -38,9 +38,9 @@ from image_support import NUMERIC_FIELDS
 
 from hats.archive import tarformat as tf
 from hats.archive.tarstream import TarReader
+from hats.demo.sample_bundle import sample_bundle_bytes
 from hats.image.cli import load_tree
 from hats.orchestrator.bundle import unpack_bundle
-from hats.demo.sample_bundle import sample_bundle_bytes
 
 
 def fuzz(examples: int) -> settings:

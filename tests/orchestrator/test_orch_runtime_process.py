@@ -22,9 +22,9 @@ from orch_ipc_support import (
     tar_bytes,
 )
 
+from hats.demo.sample_bundle import make_sample_bundle, sample_bundle_bytes
 from hats.orchestrator import runtime, services
 from hats.orchestrator.bundle import unpack_bundle
-from hats.demo.sample_bundle import make_sample_bundle, sample_bundle_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 
