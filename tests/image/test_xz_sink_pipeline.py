@@ -6,9 +6,10 @@ import hashlib
 import io
 import lzma
 import tarfile
+import threading
 from pathlib import Path
 
-from hats.archive.compress import SINK_CHUNK, XzSink
+from hats.archive.compress import SINK_CHUNK, SINK_QUEUE_DEPTH, XzSink
 from hats.archive.tarstream import TarWriter
 from hats.image.compose import compose
 from hats.image.layers import ArchiveLayer
@@ -61,3 +62,18 @@ def test_plan_pass_without_digests_sees_the_same_tree(tmp_path: Path) -> None:
     assert full.entries["etc/x"].sha256 == hashlib.sha256(b"x" * 3000).hexdigest()
     assert planned.entries["etc/x"].sha256 is None
     assert planned.entries["bin/sh"].head == full.entries["bin/sh"].head == b"#!/bin/busybox\n"
+
+
+def test_abort_drops_queued_chunks_instead_of_compressing_them() -> None:
+    # A stop (SIGTERM, an error elsewhere) must be prompt: the worker finishes at
+    # most the chunk in hand; what is queued behind it is dropped, and no flush.
+    gate = threading.Event()
+    sink = XzSink(io.BytesIO(), progress=lambda _size: gate.wait(30))
+    for _ in range(1 + SINK_QUEUE_DEPTH):  # one in the worker's hands, the queue full
+        sink.write(bytes(SINK_CHUNK))
+    stopper = threading.Thread(target=sink.abort)
+    stopper.start()
+    gate.set()
+    stopper.join(30)
+    assert not stopper.is_alive()
+    assert sink.stats.chunks <= 1  # 0 when the stop came before it looked

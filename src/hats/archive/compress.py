@@ -314,6 +314,7 @@ class XzSink:
         self.stats = SinkStats(started=time.perf_counter())
         self._queue: queue.Queue[bytes | None] = queue.Queue(SINK_QUEUE_DEPTH)
         self._error: BaseException | None = None
+        self._aborted = threading.Event()
         self._thread = threading.Thread(target=self._work, name="xz-compress", daemon=True)
         self._thread.start()
 
@@ -333,8 +334,11 @@ class XzSink:
                 else:
                     stats.starved += now - waited
                 if chunk is None:
-                    self._emit(compressor.flush())
+                    if not self._aborted.is_set():
+                        self._emit(compressor.flush())
                     return
+                if self._aborted.is_set():
+                    continue  # the output is discarded: don't compress what is queued
                 stats.chunks += 1
                 stats.tar_bytes += len(chunk)
                 if self._out is not None:
@@ -393,9 +397,17 @@ class XzSink:
         self._raise_pending_error()
 
     def abort(self) -> None:
-        """Stop the worker after an error elsewhere; output is discarded."""
+        """Stop the worker after an error elsewhere (or a signal); output is discarded.
+
+        Queued chunks are dropped, not compressed: the worker finishes at most
+        the chunk it is compressing (one :data:`SINK_CHUNK`), so a stop is prompt.
+        """
         self._pending = []
+        self._aborted.set()
         if self._thread.is_alive():
+            with suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
             self._queue.put(None)
             self._thread.join()
 
