@@ -68,7 +68,11 @@ def test_abort_drops_queued_chunks_instead_of_compressing_them() -> None:
     # A stop (SIGTERM, an error elsewhere) must be prompt: the worker finishes at
     # most the chunk in hand; what is queued behind it is dropped, and no flush.
     gate = threading.Event()
-    sink = XzSink(io.BytesIO(), progress=lambda _size: gate.wait(30))
+
+    def held(_size: int) -> None:
+        gate.wait(30)
+
+    sink = XzSink(io.BytesIO(), progress=held)
     for _ in range(1 + SINK_QUEUE_DEPTH):  # one in the worker's hands, the queue full
         sink.write(bytes(SINK_CHUNK))
     stopper = threading.Thread(target=sink.abort)
