@@ -15,6 +15,7 @@ import pytest
 import shared_data
 from hats.archive.tarformat import Member
 from hats.cli import main
+from hats.demo import toy_base_root
 from hats.image.lint import ERROR_CODES, lint
 from hats.image.spec import SpecError, load_spec
 from hats.image.tree import EffectiveTree
@@ -110,13 +111,7 @@ def test_keys_check_allow_test_keys(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def _toy_build(tmp_path: Path, keys: bytes, *extra: str) -> tuple[int, Path]:
-    root = tmp_path / "root"
-    for sub in ("usr/bin", "etc/systemd/system", "tmp"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "bin").symlink_to("usr/bin")
-    for name in ("sh", "journalctl"):
-        (root / "usr/bin" / name).write_bytes(b"#!/bin/sh\nexit 0\n")
-        (root / "usr/bin" / name).chmod(0o755)
+    root = toy_base_root(tmp_path / "root")
     binary = tmp_path / "agent"
     binary.write_bytes(b"#!/bin/sh\n")
     binary.chmod(0o755)

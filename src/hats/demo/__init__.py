@@ -26,6 +26,7 @@ from hats.demo.local import (
     minimal_image,
     prepare,
     run_demo,
+    toy_base_root,
 )
 from hats.demo.setup import (
     KEY_ID,
@@ -57,5 +58,6 @@ __all__ = [
     "start",
     "start_launcher",
     "start_tvs",
+    "toy_base_root",
     "write_secrets_file",
 ]

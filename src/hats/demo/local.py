@@ -71,18 +71,27 @@ class DemoResult:
     image_sha256: str
 
 
-def minimal_image(work: Path, env: dict[str, str]) -> Path:
-    """A small image in the reference layout (toy base, placeholder binaries)."""
-    from hats.keys.keyfile import format_key_file
-    from hats.keys.keygen import public_key_from_private
+def toy_base_root(root: Path) -> Path:
+    """A toy base directory at ``root``: the few paths the lint rules look for.
 
-    root = work / "base-root"
+    ``usr/bin`` (with ``/bin`` linked to it, as in Debian), ``sh`` and
+    ``journalctl`` stubs, ``etc/systemd/system`` and ``tmp``. Returns ``root``.
+    """
     for sub in ("usr/bin", "etc/systemd/system", "tmp"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "bin").symlink_to("usr/bin")
     for name in ("sh", "journalctl"):
         (root / "usr/bin" / name).write_bytes(b"#!/bin/sh\nexit 0\n")
         (root / "usr/bin" / name).chmod(0o755)
+    return root
+
+
+def minimal_image(work: Path, env: dict[str, str]) -> Path:
+    """A small image in the reference layout (toy base, placeholder binaries)."""
+    from hats.keys.keyfile import format_key_file
+    from hats.keys.keygen import public_key_from_private
+
+    root = toy_base_root(work / "base-root")
     binary = work / "placeholder-agent"
     binary.write_bytes(b"#!/bin/sh\necho placeholder\n")
     keys = work / "image-keys.txt"
