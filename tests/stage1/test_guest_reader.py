@@ -13,6 +13,7 @@ import itertools
 import lzma
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,33 @@ def test_channel_drops_pieces_after_the_consumer_is_done() -> None:
     channel.consumer_done()
     channel.put(b"b")  # would block on a full queue otherwise
     channel.put(b"c")
+
+
+def test_a_launcher_refusal_is_one_escaped_line(tmp_path: Path) -> None:
+    # The launcher is not trusted: its error details reach the console only escaped.
+    from concurrent import futures
+
+    import grpc
+
+    from hats.pb.oak.containers import interfaces_pb2_grpc
+    from hats.stage1 import guest
+
+    class Refusing(interfaces_pb2_grpc.LauncherServicer):
+        def GetOakSystemImage(  # type: ignore[override]
+            self, request: object, context: grpc.ServicerContext
+        ) -> Iterator[object]:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no image\n\x1b[2Jforged line")
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    interfaces_pb2_grpc.add_LauncherServicer_to_server(Refusing(), server)
+    sock = tmp_path / "l.sock"
+    server.add_insecure_port(f"unix:{sock}")
+    server.start()
+    try:
+        with pytest.raises(Stage1Error) as info:
+            guest._stream_image(f"unix:{sock}", tmp_path / "rootfs")
+    finally:
+        server.stop(None)
+    message = str(info.value)
+    assert "\n" not in message and "\x1b" not in message
+    assert message.endswith(r"no image\x0a\x1b[2Jforged line")

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from hats.errors import HatsError
 from hats.stage1.errors import Stage1Error
+from hats.textsafe import printable
 from hats.toolrun import run as run_tool
 
 if TYPE_CHECKING:
@@ -127,8 +128,9 @@ def _stream_image(launcher_addr: str, rootfs: Path) -> tuple[PipelineResult, flo
                 retry = pipeline.size == 0 and code == grpc.StatusCode.UNAVAILABLE
                 if not retry or time.monotonic() > deadline:
                     details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+                    # The launcher's words: one escaped line, never its terminal codes.
                     raise Stage1Error(
-                        f"GetOakSystemImage from {launcher_addr}: {details}"
+                        f"GetOakSystemImage from {launcher_addr}: {printable(details or '')}"
                     ) from None
         log(f"launcher {launcher_addr} unreachable, retrying in {delay:.1f} s")
         time.sleep(delay)
