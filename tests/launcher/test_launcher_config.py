@@ -132,6 +132,26 @@ def test_extract_all_four(tmp_path: Path) -> None:
         }
 
 
+def test_optional_members_are_taken_in_the_same_pass_when_present(tmp_path: Path) -> None:
+    # The QEMU files come out with the system image (one read of the tar); a
+    # suffix the bundle lacks is no error, unlike a required one.
+    without_stage0 = {k: v for k, v in FOUR.items() if k != "./stage0_bin"}
+    path = _bundle(tmp_path / "b.tar", without_stage0)
+    optional = ("stage0_bin", "kernel_bin", "initrd.cpio.xz")
+    with open_system_bundle(path, temp_root=tmp_path, optional=optional) as bundle:
+        assert {k: v.read_bytes() for k, v in bundle.files.items()} == {
+            "system.tar.xz": b"the system image",
+            "kernel_bin": b"kernel",
+            "initrd.cpio.xz": b"initrd",
+        }
+    images = resolve_images(system_bundle=path, temp_root=tmp_path, also_extract=["kernel_bin"])
+    try:
+        assert images.system_bundle is not None
+        assert sorted(images.system_bundle.files) == ["kernel_bin", "system.tar.xz"]
+    finally:
+        images.cleanup()
+
+
 def test_ends_with_rule() -> None:
     members = [
         BundleMember("out/hats_system.tar.xz"),

@@ -146,16 +146,17 @@ def open_system_bundle(
     path: Path,
     extract: Sequence[str] = (SYSTEM_IMAGE,),
     temp_root: Path | None = None,
+    optional: Sequence[str] = (),
 ) -> SystemBundle:
-    """Extract ``extract`` (suffixes) from the bundle tar at ``path``.
+    """Extract ``extract`` and, when present, ``optional`` (suffixes) from the bundle tar.
 
-    Each extracted member is written, streaming, as ``<tempdir>/<suffix>``
-    (mode 0600); its own name is never used as a path. Every suffix in
-    ``extract`` must be present.
+    One pass over the tar. Each extracted member is written, streaming, as
+    ``<tempdir>/<suffix>`` (mode 0600); its own name is never used as a path.
+    Every suffix in ``extract`` must be present.
     """
     directory = Path(tempfile.mkdtemp(prefix="hats-", dir=temp_root))
     try:
-        return _extract(path, directory, extract)
+        return _extract(path, directory, extract, optional)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -165,7 +166,9 @@ def open_system_bundle(
 _DECODE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
 
 
-def _extract(path: Path, directory: Path, extract: Sequence[str]) -> SystemBundle:
+def _extract(
+    path: Path, directory: Path, extract: Sequence[str], optional: Sequence[str]
+) -> SystemBundle:
     source = str(path)
     try:
         archive = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by the with below
@@ -191,6 +194,8 @@ def _extract(path: Path, directory: Path, extract: Sequence[str]) -> SystemBundl
         for suffix in extract:
             if suffix not in members:
                 raise LauncherConfigError(f"{source}: no member ends with {suffix!r}")
+        wanted = [*extract, *(x for x in optional if x in members and x not in extract)]
+        for suffix in wanted:
             target = directory / suffix
             reader = archive.extractfile(by_name[members[suffix]])
             if reader is None:  # pragma: no cover - isreg() members always have data
@@ -240,12 +245,15 @@ def resolve_images(
     system_bundle: Path | None = None,
     container_bundle: Path | None = None,
     temp_root: Path | None = None,
+    also_extract: Sequence[str] = (),
 ) -> LauncherImages:
     """Combine the config with explicit paths (explicit paths win).
 
     The system image is ``system_image`` if given, else ``system.tar.xz`` from
     ``system_bundle`` or from ``cvm_config.hats_system_bundle``. The container
     bundle is ``container_bundle`` or ``cvm_config.runc_runtime_bundle``.
+    ``also_extract``: further bundle suffixes (the QEMU files) taken in the same
+    pass when the bundle has them.
     """
     if system_image is not None and system_bundle is not None:
         raise LauncherConfigError("give a system image or a system bundle, not both")
@@ -261,6 +269,8 @@ def resolve_images(
     if system_bundle is None and cvm is not None and cvm.hats_system_bundle:
         system_bundle = Path(cvm.hats_system_bundle)
     if system_bundle is not None:
-        images.system_bundle = open_system_bundle(system_bundle, temp_root=temp_root)
+        images.system_bundle = open_system_bundle(
+            system_bundle, temp_root=temp_root, optional=also_extract
+        )
         images.system_image = images.system_bundle.system_image
     return images

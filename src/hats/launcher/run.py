@@ -48,9 +48,7 @@ from hats.fsio import write_bytes_atomic
 from hats.launcher.config import (
     DEFAULT_CONFIG_PATH,
     LauncherImages,
-    SystemBundle,
     load_launcher_config,
-    open_system_bundle,
     resolve_images,
 )
 from hats.launcher.server import start_server
@@ -173,6 +171,9 @@ def serve(settings: ServeSettings) -> None:
         system_image=settings.system_image,
         system_bundle=settings.system_bundle,
         container_bundle=settings.bundle,
+        also_extract=()
+        if vm is None
+        else [suffix for suffix, name in BUNDLE_GUEST_FILES if getattr(vm, name) is None],
     )
     if vm is not None and images.system_image is None:
         images.cleanup()
@@ -181,12 +182,11 @@ def serve(settings: ServeSettings) -> None:
             " --launcher_config_path with hats_system_bundle"
         )
     private_dir = None
-    guest_files: SystemBundle | None = None
     try:
         listen = settings.listen
         start_lines: list[str] = []
         if vm is not None:
-            guest_files, vm = _bundle_guest_files(images, vm)
+            vm = _bundle_guest_files(images, vm)
             vm, listen, start_lines = guest_plan(config, vm, images, settings, listen)
         if listen is None:
             private_dir = Path(tempfile.mkdtemp(prefix="hats-launcher-"))  # mode 0700
@@ -210,8 +210,6 @@ def serve(settings: ServeSettings) -> None:
                 logs.close()
     finally:
         images.cleanup()
-        if guest_files is not None:
-            guest_files.cleanup()
         if private_dir is not None:
             shutil.rmtree(private_dir, ignore_errors=True)
 
@@ -262,18 +260,14 @@ def bundle_guest_fields(members: dict[str, str], vm: VmOptions) -> dict[str, str
     }
 
 
-def _bundle_guest_files(
-    images: LauncherImages, vm: VmOptions
-) -> tuple[SystemBundle | None, VmOptions]:
-    """Extract the system bundle's stage0, kernel and initrd that the flags do not override."""
+def _bundle_guest_files(images: LauncherImages, vm: VmOptions) -> VmOptions:
+    """``vm`` with the system bundle's stage0, kernel and initrd that no flag overrides
+    (extracted with the system image, in the same pass: :func:`resolve_images`)."""
     if images.system_bundle is None:
-        return None, vm
+        return vm
     wanted = bundle_guest_fields(images.system_bundle.members, vm)
-    if not wanted:
-        return None, vm
-    files = open_system_bundle(images.system_bundle.source, tuple(wanted))
-    given = {name: files.files[suffix] for suffix, name in wanted.items()}
-    return files, replace(vm, **given)  # type: ignore[arg-type]
+    given = {name: images.system_bundle.files[suffix] for suffix, name in wanted.items()}
+    return replace(vm, **given) if given else vm  # type: ignore[arg-type]
 
 
 def guest_plan(
