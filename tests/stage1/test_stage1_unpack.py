@@ -18,6 +18,7 @@ from hats.stage1.errors import (
     UnpackError,
     UnresolvablePathError,
 )
+from hats.stage1.rootpath import Root
 from hats.stage1.unpack import DATA_CHUNK, UnpackReport, unpack_image, unpack_image_file
 
 
@@ -260,6 +261,34 @@ def test_each_step_resolves_the_path_afresh(tmp_path: Path) -> None:
     with pytest.raises(UnresolvablePathError, match="'a/a'"):
         unpack(data, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_files_in_one_directory_look_their_parent_up_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent of entries in archive order is resolved once, not per entry
+    and step (under emulation each lookup is a costly system call); an entry
+    that removes something makes the next one resolve afresh."""
+    calls: list[list[str]] = []
+    real = Root.open_dir
+
+    def counting(self: Root, parts: list[str]) -> int:
+        calls.append(list(parts))
+        return real(self, parts)
+
+    monkeypatch.setattr(Root, "open_dir", counting)
+    files = [Spec(f"usr/lib/f{i}", data=b"x" * i) for i in range(50)]
+    unpack(
+        archive(*files, Spec("usr/lib/f7", data=b"again"), Spec("usr/lib/g", data=b"")), tmp_path
+    )
+    assert (tmp_path / "usr/lib/f7").read_bytes() == b"again"
+    assert (tmp_path / "usr/lib/f49").read_bytes() == b"x" * 49
+    assert calls == [
+        [],  # where the missing 'usr' and 'usr/lib' are made
+        ["usr", "lib"],  # the parent of the 50 files
+        ["usr", "lib"],  # f7 again: created afresh after its removal
+        ["usr", "lib"],  # so 'g' looks its parent up again
+    ]
 
 
 @pytest.mark.parametrize(
