@@ -48,14 +48,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hats.errors import HatsError
 from hats.orchestrator.state import Secret
-from hats.protocol.key_wrapping import KeyWrappingError, PrivateKeyWrappingKeys, unwrap_secret
 from hats.protocol.secret_sharing import SecretSharingError, SecretSplitter, ShareFormatError
-from hats.protocol.shamir import ShamirSharing
-from hats.protocol.xor import XorSharing
 from hats.sharetype import ShareType
+
+if TYPE_CHECKING:
+    from hats.protocol.key_wrapping import PrivateKeyWrappingKeys
+
+# Imported where used, not here (start-up time, issue [boot-fast]): the xor and
+# shamir splitters (their share format pulls in json) only for those share
+# types, the key wrapping only with --unwrap-secrets.
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +106,8 @@ def make_splitter(share_type: str, num_tvs: int) -> SecretSplitter | None:
                 f"--secret-share-type=xor needs at least two TVSes, the key file lists {num_tvs} "
                 "(with one TVS use no-split)"
             )
+        from hats.protocol.xor import XorSharing
+
         return XorSharing(num_tvs)
     if share_type == ShareType.SHAMIR:
         if num_tvs < ShareType.SHAMIR.min_tvs:
@@ -108,6 +115,8 @@ def make_splitter(share_type: str, num_tvs: int) -> SecretSplitter | None:
                 f"--secret-share-type=shamir needs at least three TVSes (threshold N-1 >= 2), "
                 f"the key file lists {num_tvs}"
             )
+        from hats.protocol.shamir import ShamirSharing
+
         return ShamirSharing(num_tvs, ShareType.SHAMIR.threshold(num_tvs))
     raise SecretConfigError(f"unknown secret share type {share_type!r}")
 
@@ -281,6 +290,8 @@ class SecretCombiner:
 
     @staticmethod
     def _unwrap(secret: Secret, keys: PrivateKeyWrappingKeys) -> Secret:
+        from hats.protocol.key_wrapping import KeyWrappingError, unwrap_secret
+
         try:
             private_key = unwrap_secret(keys, secret.private_key)
         except KeyWrappingError as exc:

@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 from google.protobuf import empty_pb2
@@ -74,9 +74,11 @@ from hats.pb.oak.containers import interfaces_pb2, interfaces_pb2_grpc
 from hats.pb.pcit.client import launcher_pb2_grpc
 from hats.protocol import p256
 from hats.protocol.crypto_errors import InvalidPrivateKeyError
-from hats.protocol.key_wrapping import KeyWrappingError, PrivateKeyWrappingKeys
 from hats.sharetype import DEFAULT_SHARE_TYPE
 from hats.transport import parse_address
+
+if TYPE_CHECKING:
+    from hats.protocol.key_wrapping import PrivateKeyWrappingKeys
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +255,8 @@ def wrapping_keys_for_unwrap(metadata: LauncherMetadata) -> PrivateKeyWrappingKe
             "--unwrap-secrets: the launcher sent no private-key wrapping keys "
             "(launcher flag --private_key_wrapping_keys)"
         )
+    from hats.protocol.key_wrapping import KeyWrappingError, PrivateKeyWrappingKeys
+
     primary, *active = metadata.wrapping_keys
     try:
         return PrivateKeyWrappingKeys(primary, [key for key in active if key])

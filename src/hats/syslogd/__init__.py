@@ -43,7 +43,34 @@ DEFAULT_BATCH_SIZE = 512
 DEFAULT_BATCH_DELAY = 1.0
 DEFAULT_QUEUE_SIZE = 8192
 
-__all__ = ["DEFAULT_LAUNCHER_ADDR", "PROG", "build_parser", "main"]
+NICE_INCREMENT = 10
+"""How much ``python3 -m hats.syslogd`` lowers its CPU priority (and journalctl's) at start."""
+
+__all__ = [
+    "DEFAULT_LAUNCHER_ADDR",
+    "NICE_INCREMENT",
+    "PROG",
+    "build_parser",
+    "lower_priority",
+    "main",
+]
+
+
+def lower_priority(increment: int = NICE_INCREMENT) -> None:
+    """Lower this process's CPU priority by ``increment`` (``nice``); no error if refused.
+
+    Run by the image's ``oak_containers_syslogd`` (``python3 -m hats.syslogd``),
+    not by ``hats syslogd`` nor :func:`main`: syslogd starts together with the
+    orchestrator and would otherwise take an equal share of the guest's vCPUs
+    for its imports and the boot's journal backlog while the orchestrator
+    attests (issue [boot-fast]). Forwarding is only delayed while the CPU is
+    busy; records are not lost for it (the queue bound is unchanged).
+    """
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError):  # a seccomp filter or a limit may refuse it
+        os.nice(increment)
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:

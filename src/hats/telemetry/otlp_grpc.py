@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, TypeVar
 import grpc
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 from hats.telemetry.batching import Outcome
 from hats.telemetry.worker import ExportResult
@@ -50,6 +49,10 @@ Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response", bound=Message)
 
 if TYPE_CHECKING:  # grpcio's classes are not subscriptable at run time
+    # At run time the metrics messages are imported by metrics_export_call:
+    # syslogd, which starts next to the orchestrator, never needs them.
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+
     LogsExportCall = grpc.UnaryUnaryMultiCallable[
         logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse
     ]
@@ -105,6 +108,8 @@ def logs_export_call(channel: grpc.Channel) -> LogsExportCall:
 
 def metrics_export_call(channel: grpc.Channel) -> MetricsExportCall:
     """``MetricsService.Export`` on ``channel``."""
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+
     return channel.unary_unary(
         METRICS_EXPORT_METHOD,
         request_serializer=_serialize,
