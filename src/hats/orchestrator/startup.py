@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 
-from hats.attestation.dice import DiceAttester, container_event, load_dice_data
+from hats.attestation.dice import DiceAttester, container_event_from_digest, load_dice_data
 from hats.errors import HatsError
 from hats.keys.keyfile import TvsKey, parse_key_file_as_reference
 from hats.orchestrator.secret_manager import (
@@ -270,12 +270,19 @@ def fetch_bundle(
     timeout: float,
     retry: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
-) -> bytes:
-    """Step 4: ``GetContainerBundle``, every chunk concatenated in order."""
+) -> tuple[bytes, bytes]:
+    """Step 4: ``GetContainerBundle``: every chunk concatenated in order, and the
+    SHA-256 of those bytes, hashed as the chunks arrive (the bundle is hashed
+    once, while the network is the bottleneck, not again for the evidence)."""
 
-    def download() -> bytes:
-        chunks = stub.GetContainerBundle(empty_pb2.Empty(), timeout=timeout)
-        return b"".join(chunk.image_chunk for chunk in chunks)
+    def download() -> tuple[bytes, bytes]:
+        digest = hashlib.sha256()
+        pieces = []
+        for chunk in stub.GetContainerBundle(empty_pb2.Empty(), timeout=timeout):
+            piece = chunk.image_chunk
+            digest.update(piece)
+            pieces.append(piece)
+        return b"".join(pieces), digest.digest()
 
     return call_with_retry("GetContainerBundle", download, retry, sleep=sleep)
 
@@ -295,12 +302,13 @@ def read_dice_file(path: Path) -> bytes:
 
 
 def build_evidence(
-    dice_file_data: bytes, bundle: bytes, keys: InstanceKeys
+    dice_file_data: bytes, bundle_sha256: bytes, keys: InstanceKeys
 ) -> evidence_pb2.Evidence:
-    """Steps 5-8: the final evidence from the DICE data, the bundle and the instance keys."""
+    """Steps 5-8: the final evidence from the DICE data, the bundle's SHA-256 and
+    the instance keys."""
     attester = DiceAttester(load_dice_data(dice_file_data))
-    event = container_event(
-        bundle,
+    event = container_event_from_digest(
+        bundle_sha256,
         keys.encryption_public_key,
         keys.signing_public_key,
         keys.session_binding_public_key,
@@ -425,15 +433,11 @@ def _start(
     combiner = SecretCombiner(config.secret_share_type, len(tvs_keys), wrapping_keys=wrapping)
 
     keys = instance_keys if instance_keys is not None else InstanceKeys.generate()
-    bundle = fetch_bundle(
+    bundle, bundle_sha256 = fetch_bundle(
         oak_launcher, timeout=timeout * BUNDLE_TIMEOUT_FACTOR, retry=config.retry, sleep=sleep
     )
-    logger.info(
-        "container bundle received: %d bytes, sha256 %s",
-        len(bundle),
-        hashlib.sha256(bundle).hexdigest(),
-    )
-    evidence = build_evidence(read_dice_file(config.dice_file), bundle, keys)
+    logger.info("container bundle received: %d bytes, sha256 %s", len(bundle), bundle_sha256.hex())
+    evidence = build_evidence(read_dice_file(config.dice_file), bundle_sha256, keys)
     logger.info("evidence extended with the container layer; %s cleared", config.dice_file)
     call_with_retry(
         "SendAttestationEvidence",
