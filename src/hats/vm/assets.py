@@ -11,23 +11,55 @@
   digest, and the initramfs layout version, module list and init script.
 
 A cached file is used only when its name (the key) matches; a build writes
-atomically, so an interrupted build leaves nothing to be mistaken for a
+atomically (to a hidden ``.initrd-….part`` temporary file, renamed when
+complete), so an interrupted build leaves nothing to be mistaken for a
 result.
+
+Every change of the inputs (a hats source edit changes the agents digest)
+makes a new ~30 MB initramfs, so the cache keeps only the
+:data:`KEEP_INITRDS` most recently used ``initrd-*.cpio.gz`` files: using
+one (cached or just built) refreshes its mtime and then removes all but the
+newest :data:`KEEP_INITRDS` by mtime, never the one being returned. Both
+happen under an exclusive lock on ``<cache>/vm/.lock`` (held for
+milliseconds, not during a build), so a concurrent user's refresh is never
+overtaken by a removal decided on an older mtime; a file that vanishes
+meanwhile is ignored, temporary files being written are never candidates
+(other names), and neither are the kernel, busybox and apt entries. A
+process still holding the path of an initramfs that has since become older
+than the :data:`KEEP_INITRDS` newest may find it gone: call
+:func:`ensure_guest_assets` again (removing a file QEMU already opened is
+harmless).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
+import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from hats.base.cache import default_cache_dir
 from hats.console import Progress, as_steps
+from hats.errors import HatsError
 from hats.hashing import file_sha256 as sha256_file
 from hats.vm import initramfs
 from hats.vm.debian import BUSYBOX_PACKAGE, AptConfig, PackageFetcher, extract_deb
+
+KEEP_INITRDS = 4
+"""How many ``initrd-*.cpio.gz`` files ``<cache>/vm`` keeps: the most recently used."""
+
+_INITRD_PREFIX = "initrd-"
+_INITRD_SUFFIX = ".cpio.gz"
+
+
+class GuestAssetsError(HatsError):
+    """The VM cache directory cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +76,70 @@ def _unpacked(deb: Path, directory: Path) -> Path:
             extract_deb(deb, target)
             target.rename(directory)
     return directory
+
+
+@contextlib.contextmanager
+def _cache_lock(cache: Path) -> Iterator[None]:
+    """Hold the exclusive lock of the VM cache directory ``cache``."""
+    path = cache / ".lock"
+    try:
+        handle = open(path, "a+b")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise GuestAssetsError(f"{path}: cannot open lock file: {exc.strerror}") from None
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def prune_initrds(cache: Path, keep: Path, limit: int = KEEP_INITRDS) -> list[Path]:
+    """Remove all but the ``limit`` newest (by mtime) ``initrd-*.cpio.gz`` files of ``cache``.
+
+    ``keep`` (the file being returned) is never removed, even when it is not
+    among the newest. Only regular files named ``initrd-*.cpio.gz`` are
+    candidates; files that vanish meanwhile or cannot be removed are skipped.
+    Returns the removed files. Call with :func:`_cache_lock` held.
+    """
+    if limit < 1:
+        raise ValueError("the number of initramfs files to keep must be at least 1")
+    entries: list[tuple[int, str, Path]] = []
+    for item in cache.iterdir():
+        name = item.name
+        if not (name.startswith(_INITRD_PREFIX) and name.endswith(_INITRD_SUFFIX)):
+            continue
+        try:
+            st = item.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            entries.append((st.st_mtime_ns, name, item))
+    entries.sort(reverse=True)
+    removed: list[Path] = []
+    for _, name, item in entries[limit:]:
+        if name == keep.name:
+            continue
+        try:
+            item.unlink()
+        except OSError:  # vanished meanwhile (FileNotFoundError) or not ours to remove
+            continue
+        removed.append(item)
+    return removed
+
+
+def _use_and_prune(cache: Path, initrd: Path) -> list[Path] | None:
+    """Refresh ``initrd``'s mtime and prune the others; None if there is no ``initrd``."""
+    with _cache_lock(cache):
+        if not initrd.is_file():
+            return None
+        try:
+            os.utime(initrd)
+        except FileNotFoundError:
+            return None
+        except OSError:  # not ours (a shared read-only cache): used without refreshing
+            pass
+        return prune_initrds(cache, keep=initrd)
 
 
 def initrd_key(*, base_sha256: str, kernel_deb: str, busybox_deb: str, agents: str) -> str:
@@ -90,8 +186,9 @@ def ensure_guest_assets(
         busybox_deb=busybox_deb.name,
         agents=agents_tree_digest(),
     )
-    initrd = cache / f"initrd-{key}.cpio.gz"
-    if not initrd.is_file():
+    initrd = cache / f"{_INITRD_PREFIX}{key}{_INITRD_SUFFIX}"
+    removed = _use_and_prune(cache, initrd)
+    if removed is None:
         with steps.step(f"building the guest initramfs {initrd.name}"):
             with tempfile.TemporaryDirectory(prefix="hats-initrd-agents-") as tmp:
                 agents = build_agents_tree(
@@ -108,4 +205,12 @@ def ensure_guest_assets(
                 f"initramfs: {len(tree)} entries, {tree.size() / 1e6:.1f} MB, "
                 f"{initrd.stat().st_size / 1e6:.1f} MB compressed"
             )
+        removed = _use_and_prune(cache, initrd)
+        if removed is None:
+            raise GuestAssetsError(f"{initrd}: removed by another process right after the build")
+    if removed:
+        steps.log(
+            f"removed {len(removed)} old initramfs file(s) from {cache} "
+            f"(keeping the {KEEP_INITRDS} most recently used)"
+        )
     return GuestAssets(kernel=kernel.image, initrd=initrd, kernel_release=kernel.release)
