@@ -212,3 +212,22 @@ def test_ensure_guest_assets_prunes_after_a_build_and_a_hit(fake_inputs: SimpleN
     assert not [line for line in lines if "removed" in line]
     assert len(_names(cache)) == 4
     assert all(p.is_file() for p in others)
+
+
+def test_a_cache_without_a_lock_file_is_used_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only shared cache (the lock file cannot be made): the initramfs is
+    used, nothing fails; removing is attempted without the lock and skipped
+    where it is refused."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    cache = tmp_path / "vm"
+    cache.mkdir()
+    wanted = _initrd(cache, "initrd-wanted.cpio.gz", 1)
+    monkeypatch.setattr(assets, "open", refuse, raising=False)
+    assert assets._use_and_prune(cache, wanted) == []
+    assert wanted.exists()
+    assert not (cache / ".lock").exists()

@@ -80,12 +80,15 @@ def _unpacked(deb: Path, directory: Path) -> Path:
 
 @contextlib.contextmanager
 def _cache_lock(cache: Path) -> Iterator[None]:
-    """Hold the exclusive lock of the VM cache directory ``cache``."""
+    """Hold the exclusive lock of the VM cache directory ``cache``; none when the
+    lock file cannot be made (a read-only shared cache: its initramfs files
+    are used as they are, and nothing can be removed from it either)."""
     path = cache / ".lock"
     try:
         handle = open(path, "a+b")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise GuestAssetsError(f"{path}: cannot open lock file: {exc.strerror}") from None
+    except OSError:
+        yield
+        return
     with handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
