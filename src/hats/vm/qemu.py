@@ -35,7 +35,8 @@ differences for a host without SEV-SNP, vhost-vsock or working KVM)::
   connection to the launcher's TCP or unix address. With vhost-vsock the
   ``vsock://2:<port>`` form of the reference can be used instead;
 * the kernel command line keeps the reference form (§3.5) with the launcher
-  address after ``--``.
+  address after ``--``; ``--guest-kernel-arg`` (opt-in, :mod:`hats.vm.kernelargs`)
+  adds kernel arguments before the ``--``.
 
 Commas in option values are doubled, QEMU's escape.
 """
@@ -49,12 +50,14 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hats.errors import HatsError
 from hats.toolrun import failure, last_line, run
 from hats.vm.bridge import TapNic
+from hats.vm.kernelargs import insert_kernel_args
 
 QEMU = "qemu-system-x86_64"
 GUEST_ADDRESS = "10.0.2.15"
@@ -88,11 +91,14 @@ def kernel_cmdline(
     network_mode: str = "inbound_only",
     debug: bool = False,
     ip_config: str | None = None,
+    kernel_args: Sequence[str] = (),
 ) -> str:
     """The reference's ``-append`` string (§3.5): leading space, ``--`` then stage1's flag.
 
     ``ip_config`` (the ``ip=`` value) is required for ``virtual_bridge`` and
-    taken from :data:`IP_CONFIG` for the SLIRP modes.
+    taken from :data:`IP_CONFIG` for the SLIRP modes. ``kernel_args``
+    (``--guest-kernel-arg``, opt-in: then the line is not the reference's) go
+    before the ``--`` (:func:`hats.vm.kernelargs.insert_kernel_args`).
     """
     if network_mode == "virtual_bridge":
         if ip_config is None:
@@ -103,10 +109,11 @@ def kernel_cmdline(
         modes = sorted([*IP_CONFIG, "virtual_bridge"])
         raise QemuError(f"network mode {network_mode!r}: expected one of {modes}")
     prefix = "debug " if debug else ""
-    return (
+    line = (
         f"{prefix} console=ttyS0 panic=-1 brd.rd_nr=1 brd.rd_size={ramdrive_size_kb}"
         f" brd.max_part=1 ip={ip_config} quiet -- --launcher-addr={launcher_addr}"
     )
+    return insert_kernel_args(line, kernel_args)
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,8 @@ class VmConfig:
     """QEMU's ``-machine`` [default: :func:`machine_type` of ``bios``]."""
     nic: TapNic | None = None
     """``virtual_bridge``: the guest's NIC on a tap (then ``launcher_target`` is unused)."""
+    kernel_args: tuple[str, ...] = ()
+    """Extra kernel arguments before the ``--`` (``--guest-kernel-arg``; not the reference's)."""
 
     @property
     def cmdline(self) -> str:
@@ -143,12 +152,14 @@ class VmConfig:
                 network_mode="virtual_bridge",
                 debug=self.debug,
                 ip_config=self.nic.ip,
+                kernel_args=self.kernel_args,
             )
         return kernel_cmdline(
             launcher_addr=LAUNCHER_GUEST_ADDR,
             ramdrive_size_kb=self.ramdrive_size_kb,
             network_mode=self.network_mode,
             debug=self.debug,
+            kernel_args=self.kernel_args,
         )
 
 
