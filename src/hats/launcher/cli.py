@@ -36,6 +36,10 @@ def launcher_group() -> None:
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 _REFERENCE = " (reference flag)."
+_GUEST_KERNEL_ARG_HELP = (
+    "Add ARG to the guest's kernel command line, before the ' -- ' of stage1's flags"
+    " (repeatable; e.g. ipv6.disable=1). Opt-in: the line is then not the reference's."
+)
 
 
 #: The line ``--help`` ends with: which flags are the reference's.
@@ -198,6 +202,14 @@ FLAG_RULE = (
 )
 @click.option("--vm-cpus", type=click.IntRange(1, 64), help="With --vmm qemu: vCPUs [default: 2].")
 @click.option(
+    "--guest-kernel-arg",
+    "guest_kernel_args",
+    multiple=True,
+    metavar="ARG",
+    help=_GUEST_KERNEL_ARG_HELP + " With --vmm qemu; the appraisal policy must be made for the"
+    " resulting command line (stage1 records it, stage0 measures it).",
+)
+@click.option(
     "--vm-memory-kb", type=click.IntRange(min=262144), help="With --vmm qemu: RAM [default: 2 GiB]."
 )
 @stream_limit_options(
@@ -232,6 +244,7 @@ def serve_command(
     tcb: str | None = None,
     keep_vm_dir: bool = False,
     stage0: Path | None = None,
+    guest_kernel_args: tuple[str, ...] = (),
 ) -> None:
     """Serve the launcher's gRPC services until SIGINT/SIGTERM.
 
@@ -258,6 +271,7 @@ def serve_command(
             ("--vm-memory-kb", vm_memory_kb is not None),
             ("--keep-vm-dir", keep_vm_dir),
             ("--stage0", stage0 is not None),
+            ("--guest-kernel-arg", bool(guest_kernel_args)),
         )
         if given
     ]
@@ -295,6 +309,7 @@ def serve_command(
             tcb=tcb,
             keep_vm_dir=keep_vm_dir,
             stage0=stage0,
+            guest_kernel_args=tuple(guest_kernel_args),
         )
     )
 
@@ -372,12 +387,20 @@ BUNDLE_DIR = "BUNDLE_DIR"
 @click.option(
     "--json", "as_json", is_flag=True, help='One JSON document: {"argv", "command", "script"}.'
 )
+@click.option(
+    "--guest-kernel-arg",
+    "guest_kernel_args",
+    multiple=True,
+    metavar="ARG",
+    help=_GUEST_KERNEL_ARG_HELP,
+)
 def qemu_command(
     launcher_config_path: Path,
     cid: int | None,
     launcher_vsock_port: int | None,
     qemu_use_microvm: bool,
     as_json: bool,
+    guest_kernel_args: tuple[str, ...] = (),
 ) -> None:
     """Print the reference launcher's QEMU argv for a config, one word a line; start nothing.
 
@@ -385,7 +408,8 @@ def qemu_command(
     bundle's files are shown as BUNDLE_DIR/stage0_bin, BUNDLE_DIR/kernel_bin and
     BUNDLE_DIR/initrd.cpio.xz (the reference extracts them to a temporary
     directory); a virtual_bridge script as /tmp/qemu-if-XXXXXX. The tap number
-    and MAC byte are random, as in the reference.
+    and MAC byte are random, as in the reference. With --guest-kernel-arg the
+    -append string is not the reference's (said on stderr).
 
     \b
     Example:
@@ -415,7 +439,12 @@ def qemu_command(
         launcher_vsock_port=launcher_vsock_port,
         randomness=randomness,
         use_microvm=qemu_use_microvm,
+        kernel_args=guest_kernel_args,
     )
+    if guest_kernel_args:
+        from hats.vm.kernelargs import kernel_args_line
+
+        click.echo(kernel_args_line(guest_kernel_args, prefix="hats launcher: "), err=True)
     if as_json:
         document = {"argv": list(command.argv), "command": command.command}
         click.echo(json.dumps({**document, "script": command.script}, indent=2))

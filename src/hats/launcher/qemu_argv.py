@@ -33,7 +33,10 @@ The rules, in argv order (F7, system-image §3.5 and §5.3):
    ``"debug "`` when ``debug_telnet_port`` is set, then ``" console=ttyS0
    panic=-1 brd.rd_nr=1 brd.rd_size=<ramdrive_size_kb> brd.max_part=1 "``,
    ``ip=<IPCFG>`` and ``" quiet -- --launcher-addr=vsock://2:<VPORT>"``; so it
-   starts with a space, or with ``"debug  console"`` (two spaces).
+   starts with a space, or with ``"debug  console"`` (two spaces). Ours, not
+   F7: ``kernel_args`` (``--guest-kernel-arg``, opt-in) go before the ``" -- "``
+   (:func:`hats.vm.kernelargs.insert_kernel_args`); with none (the default)
+   the string is F7's exactly.
 6. ``-serial stdio``, or ``-serial telnet:localhost:<PORT>,server``.
 
 Not in F7, so ours (no reference text exists for them): the random tap number
@@ -45,7 +48,7 @@ lowercase hex digits; a config without ``network_config``, an empty
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hats.errors import HatsError
@@ -62,6 +65,7 @@ from hats.vm.bridge import (
     mac_address,
     tap_name,
 )
+from hats.vm.kernelargs import insert_kernel_args
 
 CID_RANGE = (1024, 1000000)
 #: What the reference's script path looks like (its mkstemp template).
@@ -125,6 +129,7 @@ def qemu_argv(
     use_microvm: bool = False,
     workload_service_port: int | None = None,
     script_path: str = SCRIPT_TEMPLATE,
+    kernel_args: Sequence[str] = (),
 ) -> QemuCommand:
     """The reference argv for ``config`` (see the module docstring for the rules)."""
     cvm = config.cvm_config
@@ -144,6 +149,7 @@ def qemu_argv(
         + f" brd.max_part=1 ip={ip_config}"
         + f" quiet -- --launcher-addr=vsock://2:{launcher_vsock_port}"
     )
+    cmdline = insert_kernel_args(cmdline, kernel_args)
     argv += ["-bios", bundle.stage0, "-kernel", bundle.kernel, "-initrd", bundle.initrd]
     argv += ["-append", cmdline, "-serial"]
     telnet = cvm.debug_telnet_port

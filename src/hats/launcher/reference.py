@@ -37,7 +37,9 @@ The rules:
    lines; a ``telnet:`` serial is kept) and ``-qmp unix:<socket>`` is appended,
    so the launcher can press the guest's power button. Nothing else changes:
    machine, memory, devices, ``-bios``/``-kernel``/``-initrd`` and the rest of
-   the ``-append`` string are the reference's, word for word.
+   the ``-append`` string are the reference's, word for word (unless
+   ``--guest-kernel-arg`` adds kernel arguments before its ``--``: opt-in,
+   said at start).
 """
 
 from __future__ import annotations
@@ -253,6 +255,8 @@ class ReferencePlan:
     transport: Transport
     randomness: ref.Draw
     use_microvm: bool = False
+    kernel_args: tuple[str, ...] = ()
+    """``--guest-kernel-arg``: before the ``-append`` string's ``--`` (not the reference's)."""
 
     def command(
         self, kernel: str, initrd: str, script_path: str = ref.SCRIPT_TEMPLATE
@@ -268,4 +272,5 @@ class ReferencePlan:
             randomness=self.randomness,
             use_microvm=self.use_microvm,
             script_path=script_path,
+            kernel_args=self.kernel_args,
         )

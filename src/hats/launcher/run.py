@@ -13,7 +13,9 @@
    ``stage0_bin``, ``kernel_bin`` and ``initrd.cpio.xz`` unless flags give
    them; reference or insecure mode, vsock or the guest network
    (:mod:`hats.launcher.reference`); each decision is said in one line right
-   after ``listening on``;
+   after ``listening on``, and with ``--guest-kernel-arg`` (checked first:
+   :mod:`hats.vm.kernelargs`) that the guest's kernel command line is not the
+   reference's, so the policy must be made for it;
 4. the services on one gRPC server (:func:`run`): ``listening on ADDR`` on
    stdout; SIGINT/SIGTERM set ``stop``, SIGUSR1 prints the metrics; the guest
    runs in a thread (:class:`Guest`) that sets ``stop`` when QEMU is gone. At
@@ -132,6 +134,8 @@ class ServeSettings:
     tcb: str | None = None
     keep_vm_dir: bool = False
     stage0: Path | None = None
+    guest_kernel_args: tuple[str, ...] = ()
+    """``--guest-kernel-arg``: kernel arguments added before the guest command line's ``--``."""
 
 
 def is_sevsnp(config: launcher_config_pb2.LauncherConfig | None) -> bool:
@@ -233,6 +237,7 @@ def _credentials(settings: ServeSettings) -> grpc.ChannelCredentials | None:
 def _vm_options(
     settings: ServeSettings, config: launcher_config_pb2.LauncherConfig | None
 ) -> VmOptions:
+    from hats.vm.kernelargs import check_kernel_args
     from hats.vm.launch import options_from_config, relay_target
 
     if settings.listen is not None and parse_address(settings.listen).kind != "vsock":
@@ -247,6 +252,7 @@ def _vm_options(
         ram_size_kb=settings.vm_memory_kb,
         keep_workdir=settings.keep_vm_dir or None,
         stage0=settings.stage0,
+        kernel_args=check_kernel_args(settings.guest_kernel_args) or None,
     )
 
 
@@ -280,8 +286,9 @@ def guest_plan(
     """Reference or insecure mode for the guest: the options, the listen address, the lines
     to say at start (:mod:`hats.launcher.reference` makes the decisions)."""
     from hats.launcher import qemu_argv, reference
+    from hats.vm.kernelargs import kernel_args_line
     from hats.vm.launch import check_listen, relay_target
-    from hats.vm.qemu import VHOST_VSOCK
+    from hats.vm.qemu import LAUNCHER_GUEST_ADDR, VHOST_VSOCK, kernel_cmdline
 
     sevsnp = is_sevsnp(config)
     source = None
@@ -290,9 +297,19 @@ def guest_plan(
     elif vm.stage0 is not None and images.system_bundle is not None:
         source = f"stage0_bin of {images.system_bundle.source}"
     mode = reference.choose_mode(stage0_source=source, sevsnp=sevsnp)
+    cmdline_lines = [kernel_args_line(vm.kernel_args)] if vm.kernel_args else []
     if not mode.reference:
         check_listen(vm, listen)  # TCP or unix; virtual_bridge: TCP on the gateway
-        return vm, listen, [mode.line]
+        if vm.kernel_args and vm.bridge is None:  # the line within the kernel's limit, now
+            # (on a bridge the launcher's address is known at boot, which checks it again)
+            kernel_cmdline(
+                launcher_addr=LAUNCHER_GUEST_ADDR,
+                ramdrive_size_kb=vm.ramdrive_size_kb,
+                network_mode=vm.network_mode,
+                debug=vm.debug,
+                kernel_args=vm.kernel_args,
+            )
+        return vm, listen, [mode.line, *cmdline_lines]
     vhost_vsock = VHOST_VSOCK.exists()
     port = 1024 + secrets.randbelow(65536 - 1024)
     if vhost_vsock:
@@ -320,12 +337,15 @@ def guest_plan(
         stage0=str(vm.stage0),
         transport=transport,
         randomness=qemu_argv.draw(secrets.randbelow),
+        kernel_args=vm.kernel_args,
     )
+    plan.command("kernel", "initrd")  # the -append string within the kernel's limit, now
     if sevsnp:
         vm = replace(vm, accel="kvm")
     # The reference argv's own ifup script joins the tap to the bridge (boot's is not used).
     command = ReferenceArgv(plan, bridge=vm.bridge)
-    return replace(vm, command=command, bridge=None), listen, [mode.line, transport.line]
+    lines = [mode.line, transport.line, *cmdline_lines]
+    return replace(vm, command=command, bridge=None), listen, lines
 
 
 class ReferenceArgv:

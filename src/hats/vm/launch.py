@@ -65,6 +65,9 @@ class VmOptions:
     """Keep the VM's ``/tmp/hats-vm-*`` directory (QMP socket, default console log) at exit."""
     bridge: VirtualBridge | None = None
     """``virtual_bridge``: a tap on this bridge (:mod:`hats.vm.bridge`) instead of SLIRP."""
+    kernel_args: tuple[str, ...] = ()
+    """``--guest-kernel-arg``: extra kernel arguments before the command line's ``--``
+    (:mod:`hats.vm.kernelargs`; the line is then not the reference's)."""
     command: Callable[[HostSide], list[str]] | None = None
     """Reference mode (:mod:`hats.launcher.reference`): the QEMU argv, made from what
     :func:`boot` resolved, replaces our command line (``stage0`` must be set too)."""
@@ -218,6 +221,7 @@ def boot(options: VmOptions, listen_address: str, say: Say, work: Path | None = 
         qemu=options.qemu,
         bios=options.stage0,
         nic=nic,
+        kernel_args=options.kernel_args,
     )
     argv = None
     if options.command is not None:
