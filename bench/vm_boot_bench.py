@@ -31,10 +31,12 @@ Prints, measured in one run:
 
 ``--xz-block-size 8MiB`` (the default) boots a multi-block image, whose
 blocks stage1 decodes in parallel; ``--xz-block-size reference`` boots the
-single-stream ``xz -T1`` image.
+single-stream ``xz -T1`` image. ``--guest-kernel-arg ARG`` (repeatable) boots
+with ARG added to the guest's kernel command line (the demo's opt-in: the
+policy is made for that line; printed in the header).
 
 Usage: ``.venv/bin/python bench/vm_boot_bench.py [--accel auto|tcg|kvm] [--skip-base]
-[--xz-block-size 8MiB|reference]``.
+[--xz-block-size 8MiB|reference] [--guest-kernel-arg ARG …]``.
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ from pathlib import Path
 from hats.base.build import ensure_default_base
 from hats.packaging.agents_layer import build_agents_tree
 from hats.vm.assets import ensure_guest_assets
-from hats.vm.demo import VmDemoOptions, boot_and_wait, prepare_vm
+from hats.vm.demo import VmDemoOptions, boot_and_wait, guest_cmdline, prepare_vm
 from hats.vm.initramfs import KernelTree, build_tree, write_initramfs
+from hats.vm.kernelargs import check_kernel_args
 from hats.vm.qemu import bare_argv, choose_accel
 from hats.vm.tree import Tree
 
@@ -222,7 +225,19 @@ def main() -> int:
         default="8MiB",
         help="The image's xz block size, or 'reference' for xz -T1 (default: 8MiB).",
     )
+    parser.add_argument(
+        "--guest-kernel-arg",
+        dest="guest_kernel_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="Add ARG to the guest's kernel command line (repeatable; policy made for it).",
+    )
     args = parser.parse_args()
+    kernel_args = check_kernel_args(args.guest_kernel_args)
+    print(f"guest kernel command line: {guest_cmdline(kernel_args).strip()}")
+    if kernel_args:
+        print(f"  (not the reference's: adds {' '.join(kernel_args)})")
     block_size = None if args.xz_block_size == "reference" else args.xz_block_size
     hats = [sys.executable, "-m", "hats"]
     figures: dict[str, float] = {}
@@ -246,7 +261,12 @@ def main() -> int:
         print(f"accelerator: {accel} ({reason})")
         figures["bare boot"] = _bare_boot(assets.kernel, busybox, accel, work)
         started = time.monotonic()
-        options = VmDemoOptions(workdir=work / "demo", accel=accel, xz_block_size=block_size)
+        options = VmDemoOptions(
+            workdir=work / "demo",
+            accel=accel,
+            xz_block_size=block_size,
+            guest_kernel_args=kernel_args,
+        )
         setup = prepare_vm(options, lambda line: None)
         figures[f"image (xz {block_size or '-T1'}) + bundle + policy"] = time.monotonic() - started
         echo = Stamped()

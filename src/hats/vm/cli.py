@@ -164,21 +164,35 @@ def bundle_command(
     " tests/data/oak-stage0/stage0_bin when present and QEMU >= 8, else none: a simulated root].",
 )
 @click.option("--no-stage0", is_flag=True, help="No stage0: stage1 simulates the root (insecure).")
+@click.option(
+    "--guest-kernel-arg",
+    "guest_kernel_args",
+    multiple=True,
+    metavar="ARG",
+    help="Add ARG to the guest's kernel command line before ' -- ' (repeatable; e.g."
+    " ipv6.disable=1): passed to the launcher, and the policy is made for that line. Opt-in:"
+    " the line is then not the reference's.",
+)
 def demo_command(
     workdir: Path | None,
     accel: str,
     xz_block_size: str | None,
     stage0_bin: Path | None = None,
     no_stage0: bool = False,
+    guest_kernel_args: tuple[str, ...] = (),
 ) -> None:
     """Build an image, boot it in QEMU with a TVS and the launcher; the workload gets its key.
 
     \b
     Example:
       hats vm demo --workdir out/vm --accel auto
+      hats vm demo --guest-kernel-arg ipv6.disable=1
     """
     from hats.console import Steps
     from hats.vm.demo import STEPS, VmDemoOptions, run_vm_demo
+    from hats.vm.kernelargs import check_kernel_args, kernel_args_line
+
+    kernel_args = check_kernel_args(guest_kernel_args)  # before anything is built
 
     with tempfile.TemporaryDirectory(prefix="hats-vm-demo-") as tmp:
         if stage0_bin is not None and no_stage0:
@@ -194,9 +208,12 @@ def demo_command(
             accel=accel,
             xz_block_size=xz_block_size,
             stage0=None if no_stage0 else stage0_bin,
+            guest_kernel_args=kernel_args,
         )
         if options.stage0 is not None:
             click.echo(f"firmware: Oak stage0 {options.stage0}")
+        if kernel_args:
+            click.echo(kernel_args_line(kernel_args, prefix=""))
         # Numbered steps on stdout: plain lines, or rich's display on a terminal.
         result = run_vm_demo(options, Steps(sys.stdout, total=STEPS))
         timing = f" in {result.boot_to_keys:.0f} s after boot" if result.boot_to_keys else ""

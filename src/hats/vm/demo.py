@@ -12,8 +12,9 @@ the host except the peers a real deployment has there (TVS, launcher, QEMU):
 3. the workload bundle: ``get_keys.py`` in a runc bundle with its own Python
    (:mod:`hats.vm.workload`);
 4. the appraisal policy: the image's and the bundle's digests, the kernel
-   command line QEMU passes, and the simulated stage0 values stage1 records
-   (insecure root: no SEV-SNP here);
+   command line QEMU passes (:func:`guest_cmdline`, with the options'
+   ``--guest-kernel-arg`` arguments: the launcher is given the same ones), and
+   the simulated stage0 values stage1 records (insecure root: no SEV-SNP here);
 5. the TVS (``hats tvs serve``) and the launcher with ``--vmm qemu``, which
    boots the guest; stage1 fetches and measures the image, systemd starts our
    orchestrator, syslogd and agent; the orchestrator attests to the TVS
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,8 @@ class VmDemoOptions:
     cache_dir: Path | None = None
     stage0: Path | None = None
     """Real Oak stage0 (``-bios``): the policy takes what it measures (:func:`stage0_values`)."""
+    guest_kernel_args: tuple[str, ...] = ()
+    """``--guest-kernel-arg``: given to the launcher, and the policy made for that line."""
 
 
 @dataclass
@@ -93,9 +96,19 @@ def vm_steps(steps: Steps | Echo) -> Steps:
     return steps if isinstance(steps, Steps) else Steps(emit=steps, total=STEPS)
 
 
-def guest_cmdline() -> str:
-    """The kernel command line the launcher gives QEMU (and stage1 records)."""
-    return kernel_cmdline(launcher_addr=LAUNCHER_GUEST_ADDR, ramdrive_size_kb=RAMDRIVE_SIZE_KB)
+def guest_cmdline(kernel_args: Sequence[str] = ()) -> str:
+    """The kernel command line the launcher gives QEMU (and stage1 records), with
+    ``--guest-kernel-arg kernel_args`` (:func:`kernel_arg_options`)."""
+    return kernel_cmdline(
+        launcher_addr=LAUNCHER_GUEST_ADDR,
+        ramdrive_size_kb=RAMDRIVE_SIZE_KB,
+        kernel_args=kernel_args,
+    )
+
+
+def kernel_arg_options(options: VmDemoOptions) -> list[str]:
+    """The launcher's ``--guest-kernel-arg`` options for ``options.guest_kernel_args``."""
+    return [word for arg in options.guest_kernel_args for word in ("--guest-kernel-arg", arg)]
 
 
 def build_image(options: VmDemoOptions, keys: DemoKeys, env: dict[str, str], steps: Steps) -> Path:
@@ -151,30 +164,8 @@ def prepare_vm(options: VmDemoOptions, steps: Steps | Echo) -> DemoSetup:
         steps.log(f"sha256 {file_sha256(bundle)[:16]}…")
     root = "stage0's measurements" if options.stage0 is not None else "simulated root"
     with steps.step(f"appraisal policy: image, bundle, guest command line (insecure, {root})"):
-        measured: list[str | Path] = []
-        if options.stage0 is not None:
-            values = stage0_values(options, steps)
-            measured = [
-                "--kernel-sha256",
-                values.kernel_image_sha256,
-                "--setup-data-sha256",
-                values.kernel_setup_data_sha256,
-                "--initrd-sha256",
-                values.init_ram_fs_sha256,
-                "--acpi-sha256",
-                values.acpi_table_sha256,
-                "--memory-map-sha256",
-                values.memory_map_sha256,
-            ]
-        dice = simulate_stage1(
-            image,
-            work / "reference_dice.bin",
-            env,
-            step="stage1 reference values",
-            extra=["--kernel-cmdline", guest_cmdline(), *measured],
-        )
-        policy = make_vm_policy(
-            work / "policy.txtpb", image_sha256=image_sha256, bundle=bundle, dice=dice, env=env
+        dice, policy = guest_policy(
+            options, image=image, image_sha256=image_sha256, bundle=bundle, env=env, steps=steps
         )
     with steps.step("secret"):
         secret = make_secret("no-split", 1)
@@ -193,6 +184,54 @@ def prepare_vm(options: VmDemoOptions, steps: Steps | Echo) -> DemoSetup:
     )
 
 
+def guest_policy(
+    options: VmDemoOptions,
+    *,
+    image: Path,
+    image_sha256: str,
+    bundle: Path,
+    env: dict[str, str],
+    steps: Steps | Echo,
+    name: str = "",
+) -> tuple[Path, Path]:
+    """Stage1's reference values and the policy for the guest's command line
+    (:func:`guest_cmdline` of ``options.guest_kernel_args``), in ``options.workdir``:
+    ``reference_dice[-name].bin`` and ``policy[-name].txtpb``. With a stage0 its
+    measurements of this guest are taken (:func:`stage0_values`)."""
+    steps = vm_steps(steps)
+    suffix = f"-{name}" if name else ""
+    measured: list[str | Path] = []
+    if options.stage0 is not None:
+        values = stage0_values(options, steps)
+        measured = [
+            "--kernel-sha256",
+            values.kernel_image_sha256,
+            "--setup-data-sha256",
+            values.kernel_setup_data_sha256,
+            "--initrd-sha256",
+            values.init_ram_fs_sha256,
+            "--acpi-sha256",
+            values.acpi_table_sha256,
+            "--memory-map-sha256",
+            values.memory_map_sha256,
+        ]
+    dice = simulate_stage1(
+        image,
+        options.workdir / f"reference_dice{suffix}.bin",
+        env,
+        step="stage1 reference values",
+        extra=["--kernel-cmdline", guest_cmdline(options.guest_kernel_args), *measured],
+    )
+    policy = make_vm_policy(
+        options.workdir / f"policy{suffix}.txtpb",
+        image_sha256=image_sha256,
+        bundle=bundle,
+        dice=dice,
+        env=env,
+    )
+    return dice, policy
+
+
 def stage0_config(options: VmDemoOptions) -> VmConfig:
     """The guest's QEMU configuration as the launcher builds it (same kernel, initrd, machine)."""
     from hats.vm.assets import ensure_guest_assets
@@ -206,6 +245,7 @@ def stage0_config(options: VmDemoOptions) -> VmConfig:
         qmp_socket=Path("qmp.sock"),
         ramdrive_size_kb=RAMDRIVE_SIZE_KB,
         bios=options.stage0,
+        kernel_args=options.guest_kernel_args,
     )
 
 
@@ -270,6 +310,7 @@ def boot_and_wait(
                 "--evidence-out",
                 setup.work / f"{console.stem}.evidence.binarypb",
                 *(["--stage0", str(options.stage0)] if options.stage0 is not None else []),
+                *kernel_arg_options(options),
             ],
         )
         started = time.monotonic()
