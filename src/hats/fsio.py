@@ -20,11 +20,14 @@ Rules:
   :func:`atomic_output` (or :func:`unwind_on_signals`) of the main thread
   and the previous dispositions restored when it ends; a program with its
   own handlers keeps them.
+
+Also here: :func:`exclusive_lock`, the one ``flock`` helper of the caches.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import tempfile
@@ -164,3 +167,30 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_output(path, mode) as handle:
         handle.write(data)
+
+
+class LockFileError(HatsError):
+    """A lock file cannot be opened (or created)."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, *, optional: bool = False) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path`` (created when missing) for the block.
+
+    Yields ``True``. When the file cannot be opened: :class:`LockFileError`
+    (one line, naming it), or with ``optional`` the block runs unlocked and
+    gets ``False`` (a read-only shared cache, where nothing is written anyway).
+    """
+    try:
+        handle = open(path, "a+b")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        if not optional:
+            raise LockFileError(f"{path}: cannot open lock file: {exc.strerror}") from None
+        yield False
+        return
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

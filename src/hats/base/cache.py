@@ -22,7 +22,6 @@ makes a new file.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import re
@@ -37,6 +36,7 @@ from hats.base.mmdebstrap import BuildSpec, command
 from hats.cachedir import CACHE_ENV as CACHE_ENV  # re-exported (one definition)
 from hats.cachedir import default_cache_dir as default_cache_dir
 from hats.errors import HatsError
+from hats.fsio import LockFileError, exclusive_lock
 
 METADATA = "current.json"
 
@@ -123,17 +123,11 @@ class BaseCache:
     def lock(self) -> Iterator[None]:
         """Hold the cache's exclusive lock (builds and publishing are serialised)."""
         self.prepare()
-        path = self.root / ".lock"
         try:
-            handle = open(path, "a+b")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise CacheError(f"{path}: cannot open lock file: {exc.strerror}") from None
-        with handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
+            with exclusive_lock(self.root / ".lock"):
                 yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        except LockFileError as exc:  # only opening the lock file raises it
+            raise CacheError(str(exc)) from None
 
     def prune(self, spec: BuildSpec, keep: int = 2) -> list[Path]:
         """Delete all but the ``keep`` most recently published entries of this flavour.

@@ -34,7 +34,6 @@ harmless).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -47,6 +46,7 @@ from pathlib import Path
 from hats.base.cache import default_cache_dir
 from hats.console import Progress, as_steps
 from hats.errors import HatsError
+from hats.fsio import exclusive_lock
 from hats.hashing import file_sha256 as sha256_file
 from hats.vm import initramfs
 from hats.vm.debian import BUSYBOX_PACKAGE, AptConfig, PackageFetcher, extract_deb
@@ -83,18 +83,8 @@ def _cache_lock(cache: Path) -> Iterator[None]:
     """Hold the exclusive lock of the VM cache directory ``cache``; none when the
     lock file cannot be made (a read-only shared cache: its initramfs files
     are used as they are, and nothing can be removed from it either)."""
-    path = cache / ".lock"
-    try:
-        handle = open(path, "a+b")  # noqa: SIM115 - closed below
-    except OSError:
+    with exclusive_lock(cache / ".lock", optional=True):
         yield
-        return
-    with handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def prune_initrds(cache: Path, keep: Path, limit: int = KEEP_INITRDS) -> list[Path]:
