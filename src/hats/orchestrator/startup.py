@@ -16,7 +16,11 @@
    backoff and jitter (:class:`RetryPolicy`), within a total budget;
 3. instance keys (X25519 HPKE, P-256 signing, P-256 session binding) and the
    group X25519 key;
-4. ``GetContainerBundle`` (chunks concatenated), with the same retry;
+4. ``GetContainerBundle`` (chunks concatenated and hashed as they arrive),
+   with the same retry; a bundle larger than :func:`bundle_size_limit` (half
+   the memory available at start: it is held in memory, then unpacked into
+   the RAM-backed root) is refused as it arrives, instead of running the
+   guest out of memory;
 5. the DICE data from ``--dice-file`` (default ``/oak/dice``): read, then the
    file is overwritten with zeros of the same length and synced (kept, not
    removed, as the reference), then parsed;
@@ -90,6 +94,8 @@ BUNDLE_TIMEOUT_FACTOR = 20
 MAX_MESSAGE_LENGTH = 64 * 1024 * 1024
 """Largest gRPC message accepted from the launcher (its bundle chunks are 3 MiB)."""
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+FALLBACK_BUNDLE_SIZE_LIMIT = 16 << 30
+"""The bundle size limit when ``/proc/meminfo`` says nothing usable."""
 
 
 class StartupError(HatsError):
@@ -98,6 +104,38 @@ class StartupError(HatsError):
 
 class LauncherUnavailableError(StartupError):
     """The launcher did not answer within the retry budget."""
+
+
+class BundleTooLargeError(StartupError):
+    """The launcher's container bundle exceeds :func:`bundle_size_limit`."""
+
+
+def bundle_size_limit(meminfo: str | None) -> int:
+    """Half of ``MemAvailable`` in ``meminfo`` (the text of ``/proc/meminfo``), in
+    bytes: the bundle is held in memory and then unpacked into the guest's
+    RAM-backed root, so a larger one could never run. Without a usable
+    ``MemAvailable`` line: :data:`FALLBACK_BUNDLE_SIZE_LIMIT`."""
+    for line in (meminfo or "").splitlines():
+        name, _, rest = line.partition(":")
+        words = rest.split()
+        if (
+            name == "MemAvailable"
+            and len(words) == 2
+            and words[1] == "kB"
+            and words[0].isascii()
+            and words[0].isdigit()
+            and int(words[0]) > 0
+        ):
+            return int(words[0]) * 1024 // 2
+    return FALLBACK_BUNDLE_SIZE_LIMIT
+
+
+def _read_meminfo() -> str | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii", errors="replace") as handle:
+            return handle.read(1 << 16)
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -270,16 +308,29 @@ def fetch_bundle(
     timeout: float,
     retry: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
+    max_size: int = FALLBACK_BUNDLE_SIZE_LIMIT,
 ) -> tuple[bytes, bytes]:
     """Step 4: ``GetContainerBundle``: every chunk concatenated in order, and the
     SHA-256 of those bytes, hashed as the chunks arrive (the bundle is hashed
-    once, while the network is the bottleneck, not again for the evidence)."""
+    once, while the network is the bottleneck, not again for the evidence).
+    More than ``max_size`` bytes: the call is cancelled and
+    :class:`BundleTooLargeError` raised (not retried)."""
 
     def download() -> tuple[bytes, bytes]:
         digest = hashlib.sha256()
         pieces = []
-        for chunk in stub.GetContainerBundle(empty_pb2.Empty(), timeout=timeout):
+        size = 0
+        call = stub.GetContainerBundle(empty_pb2.Empty(), timeout=timeout)
+        for chunk in call:
             piece = chunk.image_chunk
+            size += len(piece)
+            if size > max_size:
+                call.cancel()
+                raise BundleTooLargeError(
+                    f"launcher GetContainerBundle: the bundle is larger than {max_size} bytes"
+                    " (half the guest's available memory; it is held in memory and unpacked"
+                    " into RAM): refused"
+                )
             digest.update(piece)
             pieces.append(piece)
         return b"".join(pieces), digest.digest()
@@ -434,7 +485,11 @@ def _start(
 
     keys = instance_keys if instance_keys is not None else InstanceKeys.generate()
     bundle, bundle_sha256 = fetch_bundle(
-        oak_launcher, timeout=timeout * BUNDLE_TIMEOUT_FACTOR, retry=config.retry, sleep=sleep
+        oak_launcher,
+        timeout=timeout * BUNDLE_TIMEOUT_FACTOR,
+        retry=config.retry,
+        sleep=sleep,
+        max_size=bundle_size_limit(_read_meminfo()),
     )
     logger.info("container bundle received: %d bytes, sha256 %s", len(bundle), bundle_sha256.hex())
     evidence = build_evidence(read_dice_file(config.dice_file), bundle_sha256, keys)
