@@ -27,6 +27,8 @@ module level (the work is in :mod:`.run`, imported when needed).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 from collections.abc import Sequence
 
 from hats.agent_common import (
@@ -66,9 +68,6 @@ def lower_priority(increment: int = NICE_INCREMENT) -> None:
     attests (issue [boot-fast]). Forwarding is only delayed while the CPU is
     busy; records are not lost for it (the queue bound is unchanged).
     """
-    import contextlib
-    import os
-
     with contextlib.suppress(OSError):  # a seccomp filter or a limit may refuse it
         os.nice(increment)
 
