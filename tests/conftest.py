@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -22,15 +23,33 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
     """Under pytest-xdist (``-n``) the ``slow`` tests take turns: each holds a
     lock shared by the run's workers from its setup (session fixtures such as
     the default base included) to its teardown, so two VM boots or two builds
-    into one cache never run at the same time."""
-    worker_temp = item.config.option.basetemp  # the run's temp root/popen-gwN under xdist
-    if "PYTEST_XDIST_WORKER" not in os.environ or item.get_closest_marker("slow") is None:
+    into one cache never run at the same time.
+
+    A ``vm`` test (a QEMU guest under TCG) also runs alone: it takes a second
+    lock exclusively, which every other test holds shared while it runs. An
+    emulated guest starved of CPU by the other worker can hang in the kernel's
+    early timekeeping (microvm's jiffies clocksource; seen through Oak stage0
+    on a loaded machine), which is the emulator's limit, not the product's.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
         return (yield)
-    lock = Path(worker_temp).parent / "slow-tests.lock"
-    with lock.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    root = Path(item.config.option.basetemp).parent  # the run's temp root (popen-gwN's parent)
+    with contextlib.ExitStack() as locks:
+        if item.get_closest_marker("slow") is not None:
+            locks.enter_context(_flock(root / "slow-tests.lock", fcntl.LOCK_EX))
+        alone = item.get_closest_marker("vm") is not None
+        locks.enter_context(
+            _flock(root / "vm-alone.lock", fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        )
+        return (yield)
+
+
+@contextlib.contextmanager
+def _flock(path: Path, mode: int) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, mode)
         try:
-            return (yield)
+            yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

@@ -29,7 +29,7 @@ from hats.demo.setup import KEY_ID, start_tvs
 from hats.vm.demo import RAMDRIVE_SIZE_KB, VmDemoOptions, prepare_vm, stage0_config
 from hats.vm.qemu import QEMU, VHOST_VSOCK, QemuError, check_stage0_qemu
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.vm]
 STAGE0 = shared_data.STAGE0 / "stage0_bin"
 BOOT_TIMEOUT = 420.0
 

@@ -23,7 +23,7 @@ import pytest
 from hats.demo import DemoSetup
 from hats.vm.demo import VmDemoOptions, boot_and_wait, make_vm_policy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.vm]
 
 
 def _options(setup: DemoSetup) -> VmDemoOptions:

@@ -41,7 +41,7 @@ from hats.demo import DemoSetup
 from hats.vm.bridge import MAC_PREFIX, ip_option, virtual_bridge
 from hats.vm.qemu import kernel_cmdline
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.vm]
 
 GATEWAY = "10.213.7.1"
 GUEST = "10.213.7.2"

@@ -17,7 +17,7 @@ from hats.demo import DemoSetup
 from hats.pb.oak.attestation.v1 import evidence_pb2
 from hats.vm.demo import VmDemoOptions, boot_and_wait, guest_cmdline, guest_policy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.vm]
 
 
 def test_ipv6_disabled_guest_gets_its_key_and_its_evidence_says_so(vm_setup: DemoSetup) -> None:

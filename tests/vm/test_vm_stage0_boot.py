@@ -34,7 +34,7 @@ from hats.pb.oak.attestation.v1 import eventlog_pb2, evidence_pb2
 from hats.vm.demo import VmDemoOptions, boot_and_wait, prepare_vm, stage0_config
 from hats.vm.qemu import QEMU, QemuError, check_stage0_qemu
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.vm]
 STAGE0 = shared_data.OAK_STAGE0 / "stage0_bin"
 
 
